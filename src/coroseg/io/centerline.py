@@ -45,9 +45,11 @@ class CenterlineGraph:
         Parameters
         ----------
         polylines : list of (N_i, 3) ndarray, mm
-            Each runs from an ostium to an end point (VMTK convention). Points closer than
-            ``merge_tol`` mm to a point already in the graph become that node, so the shared
-            proximal parts of several polylines collapse into one trunk.
+            Each runs from an ostium to an end point (VMTK convention). A point closer than
+            ``merge_tol`` mm to a point of an *earlier* polyline (or to the point just before
+            it) becomes that node, so the shared proximal parts of several polylines collapse
+            into one trunk. Points of the same polyline are never fused with each other
+            otherwise (closely sampled VMTK lines would form spurious loops).
         radii : list of (N_i,) ndarray, mm, optional
         sides : list of "LEFT"/"RIGHT"/None, optional
         """
@@ -56,47 +58,40 @@ class CenterlineGraph:
         g = nx.Graph()
         pts_all: list[np.ndarray] = []
         ids_all: list[int] = []
-        tree = None
-        pending: list[np.ndarray] = []
-        pending_ids: list[int] = []
         starts: set[int] = set()
-
-        def lookup(p: np.ndarray) -> int | None:
-            nonlocal tree
-            if pending:
-                d = np.linalg.norm(np.asarray(pending) - p, axis=1)
-                i = int(np.argmin(d))
-                if d[i] <= merge_tol:
-                    return pending_ids[i]
-            if tree is not None:
-                d, i = tree.query(p)
-                if d <= merge_tol:
-                    return ids_all[int(i)]
-            return None
-
         for li, line in enumerate(polylines):
             line = np.asarray(line, dtype=float).reshape(-1, 3)
             r = np.full(len(line), np.nan) if radii is None else np.asarray(radii[li], dtype=float)
             side = None if sides is None else sides[li]
+            # match against earlier polylines only (one KD-tree query per polyline): matching
+            # a polyline against itself would fuse its own closely spaced points into loops
+            match = np.full(len(line), -1, dtype=np.int64)
+            if pts_all and len(line):
+                d, i = cKDTree(np.concatenate(pts_all)).query(line)
+                ids = np.asarray(ids_all, dtype=np.int64)
+                ok = d <= merge_tol
+                match[ok] = ids[i[ok]]
             prev = None
+            new_pts: list[np.ndarray] = []
+            new_ids: list[int] = []
             for pi, (p, rad) in enumerate(zip(line, r)):
-                nid = lookup(p)
-                if nid is None:
+                if match[pi] >= 0:
+                    nid = int(match[pi])
+                elif prev is not None and np.linalg.norm(g.nodes[prev]["pos"] - p) <= merge_tol:
+                    nid = prev  # repeated point
+                else:
                     nid = g.number_of_nodes()
                     g.add_node(nid, pos=p.copy(), radius=float(rad), side=side, topology="SEGMENT")
-                    pending.append(p)
-                    pending_ids.append(nid)
+                    new_pts.append(p)
+                    new_ids.append(nid)
                 if pi == 0:
                     starts.add(nid)
                 if prev is not None and prev != nid:
                     g.add_edge(prev, nid, length=float(np.linalg.norm(g.nodes[prev]["pos"] - p)))
                 prev = nid
-            # fold the pending points into the KD-tree once per polyline (cheap enough)
-            pts_all.extend(pending)
-            ids_all.extend(pending_ids)
-            pending.clear()
-            pending_ids.clear()
-            tree = cKDTree(np.asarray(pts_all)) if pts_all else None
+            if new_pts:
+                pts_all.append(np.asarray(new_pts))
+                ids_all.extend(new_ids)
         out = cls(g)
         out.update_topology(ostia=[s for s in starts if g.degree(s) <= 1])
         return out

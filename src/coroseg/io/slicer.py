@@ -1,0 +1,139 @@
+"""3D Slicer markups curves (``.mrk.json``) for centerlines.
+
+One open curve (``"type": "Curve"``) per branch of the tree (:meth:`CenterlineGraph.branches`),
+oriented away from the ostium, control points in LPS mm (``"coordinateSystem": "LPS"``), the
+radius of each point stored as a ``Radius`` measurement with ``controlPointValues`` (as the
+SlicerVMTK extension does). Drag the file into Slicer to overlay the centerline on the image.
+Schema: https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/Resources/Schema/markups-schema-v1.0.3.json
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+
+from coroseg.errors import InputError
+from coroseg.io.atomic import write_json
+from coroseg.io.centerline import CenterlineGraph
+
+SCHEMA = ("https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/"
+          "Resources/Schema/markups-schema-v1.0.3.json")
+MERGE_TOL_MM = 1e-6
+
+
+def oriented_branches(graph: CenterlineGraph) -> list[list[int]]:
+    """``graph.branches()``, each reversed where needed to run away from its tree's ostium.
+
+    Trees without an ostium are rooted at their lowest node id. Sorted by (first, last) node.
+    """
+    g = graph.graph
+    depth: dict[int, int] = {}
+    for comp in sorted(nx.connected_components(g), key=min):
+        ostia = sorted(n for n in comp if g.nodes[n].get("topology") == "OSTIUM")
+        root = ostia[0] if ostia else min(comp)
+        depth.update(nx.single_source_shortest_path_length(g, root))
+    out = []
+    for b in graph.branches():
+        out.append(b if depth[b[0]] <= depth[b[-1]] else b[::-1])
+    return sorted(out, key=lambda b: (depth[b[0]], b[0], b[-1]))
+
+
+def curves_document(graph: CenterlineGraph, *, name: str = "centerline") -> dict:
+    """The markups JSON document (a dict) for ``graph``."""
+    g = graph.graph
+    markups = []
+    for bi, branch in enumerate(oriented_branches(graph)):
+        cps = []
+        for pi, n in enumerate(branch):
+            cps.append({
+                "id": str(pi + 1),
+                "label": f"{name}-{bi}-{pi + 1}",
+                "description": "",
+                "associatedNodeID": "",
+                "position": [float(v) for v in g.nodes[n]["pos"]],
+                "orientation": [-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0],
+                "selected": True,
+                "locked": False,
+                "visibility": True,
+                "positionStatus": "defined",
+            })
+        radii = [float(g.nodes[n]["radius"]) for n in branch]
+        markups.append({
+            "type": "Curve",
+            "name": f"{name}-{bi}",
+            "coordinateSystem": "LPS",
+            "coordinateUnits": "mm",
+            "locked": False,
+            "fixedNumberOfControlPoints": False,
+            "labelFormat": "%N-%d",
+            "lastUsedControlPointNumber": len(cps),
+            "controlPoints": cps,
+            "measurements": [{
+                "name": "Radius",
+                "enabled": False,
+                "units": "mm",
+                "printFormat": "%5.3f %s",
+                "controlPointValues": [r if np.isfinite(r) else None for r in radii],
+            }],
+        })
+    return {"@schema": SCHEMA, "markups": markups}
+
+
+def write_markups(graph: CenterlineGraph, path: str | Path, *, name: str | None = None) -> None:
+    """Write ``graph`` as a Slicer markups curve file (``.mrk.json``), atomically."""
+    path = Path(path)
+    if name is None:
+        name = path.name[: -len(".mrk.json")] if path.name.endswith(".mrk.json") else path.stem
+    write_json(path, curves_document(graph, name=name))
+
+
+def read_markups(path: str | Path, *, merge_tol: float = MERGE_TOL_MM) -> CenterlineGraph:
+    """Read the curves (and open/closed polylines) of a markups file into one graph, LPS mm.
+
+    Curves that share end points (as :func:`write_markups` writes them) are joined; the first
+    point of a curve that no other curve touches is an ``OSTIUM``. ``RAS`` files are flipped.
+
+    Raises
+    ------
+    InputError
+        Missing file, invalid JSON, no curves, a control point without a numeric finite
+        ``position``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("no such file", path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"not valid JSON ({exc})", path) from None
+    marks = doc.get("markups") if isinstance(doc, dict) else None
+    if not isinstance(marks, list):
+        raise InputError("expected a Slicer markups file with a 'markups' list", path)
+    lines, radii = [], []
+    for mi, m in enumerate(marks):
+        if not isinstance(m, dict) or m.get("type") not in ("Curve", "ClosedCurve"):
+            continue
+        cps = m.get("controlPoints") or []
+        try:
+            pts = np.array([cp["position"] for cp in cps], dtype=float).reshape(-1, 3)
+        except (KeyError, TypeError, ValueError):
+            raise InputError(f"curve {mi}: every control point needs a 3-number 'position'", path) from None
+        if len(pts) == 0:
+            continue
+        if not np.all(np.isfinite(pts)):
+            raise InputError(f"curve {mi} has a NaN or infinite control point position", path)
+        if str(m.get("coordinateSystem", "LPS")).upper() == "RAS":
+            pts = pts * np.array([-1.0, -1.0, 1.0])
+        rad = np.full(len(pts), np.nan)
+        for meas in m.get("measurements") or []:
+            vals = meas.get("controlPointValues") if isinstance(meas, dict) else None
+            if meas.get("name") == "Radius" and isinstance(vals, list) and len(vals) == len(pts):
+                rad = np.array([np.nan if v is None else float(v) for v in vals])
+        lines.append(pts)
+        radii.append(rad)
+    if not lines:
+        raise InputError("markups file holds no curves", path)
+    return CenterlineGraph.from_polylines(lines, radii, merge_tol=merge_tol)
