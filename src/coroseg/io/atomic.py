@@ -12,6 +12,16 @@ from pathlib import Path
 from coroseg.errors import CorosegError
 
 
+def _file_mode() -> int:
+    # mkstemp creates 0600 files; outputs should follow the user's umask like any other file
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_MODE = _file_mode()
+
+
 def _suffixes(path: Path) -> str:
     # keep the full extension (".nii.gz") so writers that pick a format by name still work
     name = path.name
@@ -38,6 +48,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, _MODE)
         os.replace(tmp_path, path)
     except OSError as exc:
         tmp_path.unlink(missing_ok=True)
