@@ -48,6 +48,151 @@ def info(path: Path = typer.Argument(..., **EXISTING, help="Volume file, DICOM f
     typer.echo(format_description(describe(path)))
 
 
+@app.command()
+def train(
+    data: Path = typer.Option(Path("dataset"), "--data", **EXISTING, help="Dataset folder (split, ASOCA, ImageCAS or nnU-Net layout)."),
+    model: str = typer.Option("unet3d_crop", "--model", help="unet2d_grid, unet2d_crop, unet3d_grid or unet3d_crop."),
+    out: Path = typer.Option(..., "--out", help="Run folder to create (or continue with --resume)."),
+    epochs: int = typer.Option(100, "--epochs", min=1, help="Epochs (ignored with --patch-budget)."),
+    batch_size: int = typer.Option(2, "--batch-size", min=1, help="Patches per step per process."),
+    patch_budget: Optional[int] = typer.Option(None, "--patch-budget", min=1, help="Total training patches (equal-budget comparisons)."),
+    attention: bool = typer.Option(True, "--attention/--no-attention", help="Crop models: centerline attention channel."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the run folder's last checkpoint."),
+    seed: int = typer.Option(0, "--seed", help="Seed for weights, splits, sampling and augmentation."),
+    lr: float = typer.Option(1e-3, "--lr", help="Peak AdamW learning rate."),
+    val_every: int = typer.Option(1, "--val-every", min=1, help="Validate on whole volumes every K epochs."),
+    early_stop: int = typer.Option(20, "--early-stop", min=0, help="Stop after K validations without improvement (0: never)."),
+) -> None:
+    """Train a 2D/3D U-Net with grid or centerline-crop sampling (DDP under torchrun)."""
+    from coroseg.train import train as train_fn
+
+    run_dir = train_fn(data, out, model=model, epochs=epochs, batch_size=batch_size, attention=attention,
+                       patch_budget=patch_budget, device=device, resume=resume, seed=seed, lr=lr,
+                       val_every=val_every, early_stop=early_stop or None)
+    typer.echo(f"run folder: {run_dir}")
+
+
+@app.command()
+def predict(
+    model: Path = typer.Option(..., "--model", **EXISTING, help="Run folder written by 'coroseg train'."),
+    input: Path = typer.Option(..., "--input", **EXISTING, help="Volume file, folder of volumes, or DICOM series folder."),
+    output: Path = typer.Option(..., "--output", help="Output folder."),
+    centerline: str = typer.Option("auto", "--centerline", help="auto (locator), none, or a .vtp/.gml file."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    save_prob: bool = typer.Option(False, "--save-prob", help="Also write the vessel probability map."),
+    mesh: bool = typer.Option(False, "--mesh", help="Also write <id>_vessels.stl (LPS mm)."),
+    threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0, help="Probability threshold."),
+    keep_trees: bool = typer.Option(True, "--keep-trees/--no-keep-trees", help="Drop components not connected to the coronary trees."),
+    fill_holes: bool = typer.Option(True, "--fill-holes/--no-fill-holes", help="Fill enclosed holes."),
+    iterate: bool = typer.Option(True, "--iterate/--no-iterate", help="Crop models: add crops where vessels leave the covered region."),
+) -> None:
+    """Segment new scans; writes <id>_seg, centerline (.vtp/.gml/.mrk.json) and summary.json."""
+    from coroseg.infer.files import predict as predict_fn
+    from coroseg.infer.postprocess import PostprocessOptions
+
+    prior: str | Path = centerline if centerline in ("auto", "none") else Path(centerline)
+    summaries = predict_fn(model, input, output, centerline=prior, device=device, save_prob=save_prob, mesh=mesh,
+                           postprocess=PostprocessOptions(threshold=threshold, keep_trees=keep_trees,
+                                                          fill_holes=fill_holes), iterate=iterate)
+    typer.echo(f"wrote {len(summaries)} segmentation(s) to {output}")
+
+
+@app.command("test")
+def test_cmd(
+    model: Path = typer.Option(..., "--model", **EXISTING, help="Run folder."),
+    data: Path = typer.Option(Path("dataset"), "--data", **EXISTING, help="Dataset folder."),
+    out: Path = typer.Option(..., "--out", help="Output folder (predictions, metrics.csv, summary.md)."),
+    split: str = typer.Option("test", "--split", help="train, val or test."),
+    centerline: list[str] = typer.Option(["auto"], "--centerline", help="auto and/or gt (gt is reported as ORACLE). Repeat for both."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+) -> None:
+    """Predict a held-out split and score it on whole volumes (Dice, HD95, clDice, ...)."""
+    from coroseg.eval.testing import test_run
+
+    _, table = test_run(model, data, out, split=split, centerlines=centerline, device=device)
+    typer.echo(table)
+
+
+@app.command()
+def evaluate(
+    pred: Path = typer.Option(..., "--pred", **EXISTING, help="Folder of predicted masks."),
+    gt: Path = typer.Option(..., "--gt", **EXISTING, help="Folder of ground-truth masks."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Per-case CSV (summary written beside it as .md)."),
+    label_value: Optional[int] = typer.Option(None, "--label-value", help="Treat this label value as vessel (others background)."),
+) -> None:
+    """Score predicted masks against ground truth, paired by case id."""
+    from coroseg.eval.evaluate import evaluate_folders, summary_table
+
+    rows, _ = evaluate_folders(pred, gt, out=out, label_value=label_value)
+    typer.echo(summary_table(rows))
+
+
+@app.command()
+def export(
+    to: str = typer.Option("nnunet", "--to", help="Target format (nnunet)."),
+    data: Path = typer.Option(..., "--data", **EXISTING, help="Dataset folder."),
+    out: Path = typer.Option(..., "--out", help="Output folder (nnU-Net raw dataset)."),
+    dataset_id: int = typer.Option(501, "--dataset-id", help="nnU-Net dataset id."),
+) -> None:
+    """Write the dataset in nnU-Net v2 raw format (with dataset.json) to compare against nnU-Net."""
+    from coroseg.data.layouts import load_dataset
+    from coroseg.eval.export import export_nnunet
+
+    if to != "nnunet":
+        raise CorosegError(f"unknown export format '{to}'; expected nnunet")
+    path = export_nnunet(load_dataset(data), out, dataset_id=dataset_id)
+    typer.echo(f"nnU-Net dataset: {path}")
+
+
+@app.command()
+def experiment(
+    data: Path = typer.Option(..., "--data", **EXISTING, help="Dataset folder (e.g. from 'coroseg synth')."),
+    out: Path = typer.Option(..., "--out", help="Experiment folder (runs/, results.md, dice_vs_budget.png)."),
+    patch_budget: int = typer.Option(4000, "--patch-budget", min=1, help="Training patches per full-budget arm."),
+    seeds: list[int] = typer.Option([0], "--seeds", help="Seeds; repeat for several (--seeds 0 --seeds 1)."),
+    batch_size: int = typer.Option(4, "--batch-size", min=1),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    baselines: bool = typer.Option(True, "--baselines/--no-baselines", help="Add HU-threshold and Frangi rows."),
+) -> None:
+    """Grid vs centerline crops (2D/3D), attention ablation and budget sweep; writes results.md."""
+    from coroseg.experiment import run_experiment
+
+    typer.echo(run_experiment(data, out, patch_budget=patch_budget, seeds=seeds, device=device,
+                              batch_size=batch_size, baselines=baselines))
+
+
+@app.command()
+def report(
+    run: Path = typer.Option(..., "--run", **EXISTING, file_okay=False, help="Run folder."),
+    test: Optional[Path] = typer.Option(None, "--test", **EXISTING, file_okay=False, help="'coroseg test' output (default: RUN/test)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Dataset with images/labels (default: from the run's config)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="HTML file (default: TEST/report.html)."),
+    max_cases: int = typer.Option(6, "--max-cases", min=1, help="Cases with overlay figures."),
+) -> None:
+    """Write one self-contained report.html: metrics, overlays, 3D views, crops, training curves."""
+    from coroseg.report.html import write_report
+
+    typer.echo(write_report(run, out, test_dir=test, data_dir=data, max_cases=max_cases))
+
+
+@app.command("convert-centerline")
+def convert_centerline(
+    src: Path = typer.Argument(..., **EXISTING, help="Input centerline (.vtp or .gml)."),
+    dst: Path = typer.Argument(..., help="Output (.vtp, .gml or .mrk.json)."),
+    reference: Optional[Path] = typer.Option(None, "--reference", **EXISTING, help="Image or mask the centerline belongs to (resolves .vtp frames)."),
+    coords: str = typer.Option("auto", "--coords", help="Frame of a .vtp input: auto, lps, ras or image."),
+) -> None:
+    """Convert a centerline between VTP, GML and 3D Slicer markups (always LPS on output)."""
+    from coroseg.io.centerline_files import read_centerline, write_centerline
+    from coroseg.io.volume import read_volume
+
+    ref = read_volume(reference, is_label=True) if reference else None
+    graph = read_centerline(src, reference=ref, coords=coords)
+    write_centerline(graph, dst)
+    typer.echo(f"{graph} -> {dst}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``coroseg`` console script."""
     try:

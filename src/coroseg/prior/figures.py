@@ -25,11 +25,20 @@ def _rects_on_slice(centres: np.ndarray, size: Sequence[int], k: int) -> list[tu
     return out
 
 
-def _display(image: Volume, k: int) -> np.ndarray:
+def _window(image: Volume) -> tuple[float, float]:
+    """Display range, computed once per figure (a percentile over a whole scan is slow)."""
+    if image.is_label or not image.array.size:
+        return 0.0, 1.0
+    sample = image.array[:: max(1, image.shape[0] // 32)]  # every few slices is plenty
+    lo, hi = np.percentile(sample, [1, 99.5])
+    return float(lo), float(hi)
+
+
+def _display(image: Volume, k: int, window: tuple[float, float] | None = None) -> np.ndarray:
     sl = np.asarray(image.array[k], dtype=float)
     if image.is_label:
         return sl
-    lo, hi = np.percentile(image.array, [1, 99.5]) if image.array.size else (0, 1)
+    lo, hi = window or _window(image)
     return np.clip((sl - lo) / max(hi - lo, 1e-6), 0, 1)
 
 
@@ -143,8 +152,9 @@ def crops_gif(
     out_w, out_h = max(1, int(round(nx_ * scale))), max(1, int(round(ny * image.spacing[1] / image.spacing[2] * scale)))
     fy, fx = out_h / ny, out_w / nx_
     frames = []
+    win = _window(image)
     for k in range(k0, max(k1, k0 + 1), step):
-        grey = (_display(image, k) * 255).astype(np.uint8)
+        grey = (_display(image, k, win) * 255).astype(np.uint8)
         rgb = np.stack([grey] * 3, axis=-1)
         if label is not None:
             m = np.asarray(label.array[k]) > 0
