@@ -1,0 +1,126 @@
+"""Load, preprocess and keep training cases in memory.
+
+Each case is read once, resampled to the model spacing, normalised with the training-set
+intensity statistics and kept as a :class:`PreparedCase` (float32 image, uint8 label and the
+centerline graph in world mm), so sampling patches never touches the disk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from coroseg.data.layouts import Case
+from coroseg.data.preprocess import intensity_stats, normalise, target_spacing, to_model_grid
+from coroseg.errors import GeometryError
+from coroseg.io.centerline import CenterlineGraph
+from coroseg.io.volume import Volume, grid_mismatch, read_volume, resample_to_grid
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class PreparedCase:
+    """One case at the model spacing.
+
+    Attributes
+    ----------
+    case_id : str
+    image : (Z, Y, X) ndarray of float32
+        Normalised CT (see :func:`coroseg.data.preprocess.normalise`).
+    label : (Z, Y, X) ndarray of uint8, {0, 1}
+    grid : Volume
+        Geometry of ``image`` (its array is ``label``), for index <-> world mapping.
+    graph : CenterlineGraph or None
+        Centerline in LPS mm (from the dataset file, else extracted from the label); ``None``
+        when not needed (grid models).
+    centerline_source : str
+        ``"file"``, ``"label"`` or ``"none"``.
+    """
+
+    case_id: str
+    image: np.ndarray
+    label: np.ndarray
+    grid: Volume
+    graph: CenterlineGraph | None = None
+    centerline_source: str = "none"
+
+    def centerline_index(self, step_mm: float | None = None) -> np.ndarray:
+        """Dense centerline points as fractional array indices ``(N, 3)`` (k, j, i) on ``grid``."""
+        if self.graph is None or len(self.graph) == 0:
+            return np.zeros((0, 3))
+        step = step_mm if step_mm is not None else 0.5 * min(self.grid.spacing)
+        pts, _ = self.graph.dense_points(step)
+        return self.grid.world_to_index(pts)
+
+
+def read_case(case: Case) -> tuple[Volume, Volume]:
+    """Read a case's image and label, checking they share a grid (label is resampled onto the
+    image grid when only its geometry differs by rounding; a different shape is an error)."""
+    image = read_volume(case.image)
+    label = read_volume(case.label, is_label=True)
+    problem = grid_mismatch(image, label)
+    if problem is not None:
+        if image.shape != label.shape:
+            raise GeometryError(f"label does not match image {case.image.name}: {problem}", case.label)
+        label = resample_to_grid(label, image)
+    label = label.with_array((label.array > 0).astype(np.uint8), is_label=True)
+    return image, label
+
+
+def load_centerline(case: Case, label: Volume) -> tuple[CenterlineGraph, str]:
+    """The case's centerline: from its file when present, else extracted from ``label``."""
+    if case.centerline is not None:
+        from coroseg.io.centerline_files import read_centerline
+
+        return read_centerline(case.centerline, reference=label), "file"
+    from coroseg.prior import centerline_from_mask
+
+    return centerline_from_mask(label), "label"
+
+
+def training_statistics(cases: Sequence[Case], *, seed: int = 0) -> tuple[tuple[float, float, float], dict]:
+    """``(spacing, intensity)`` from the TRAINING cases: median spacing and HU statistics.
+
+    The intensity statistics are computed at each case's native spacing (resampling does
+    not change the HU distribution materially and this avoids a second pass).
+    """
+    spacings, images, labels = [], [], []
+    for c in cases:
+        img, lab = read_case(c)
+        spacings.append(img.spacing)
+        images.append(img.array)
+        labels.append(lab.array)
+    return target_spacing(spacings), intensity_stats(images, labels, seed=seed)
+
+
+def prepare_case(case: Case, spacing: Sequence[float], intensity: dict, *, centerline: bool) -> PreparedCase:
+    """Read, resample and normalise one case (and load/extract its centerline when asked)."""
+    image, label = read_case(case)
+    graph, source = (None, "none")
+    if centerline:
+        graph, source = load_centerline(case, label)
+    image = to_model_grid(image, spacing)
+    label = to_model_grid(label, spacing)
+    if label.shape != image.shape:  # rounding of the resampled extent: put the label on the image grid
+        label = resample_to_grid(label, image)
+    lab = (label.array > 0).astype(np.uint8)
+    return PreparedCase(case.case_id, normalise(image.array, intensity), lab, image.with_array(lab, is_label=True),
+                        graph, source)
+
+
+def prepare_cases(cases: Sequence[Case], spacing: Sequence[float], intensity: dict, *,
+                  centerline: bool) -> list[PreparedCase]:
+    """:func:`prepare_case` for every case (kept in memory: the cache)."""
+    out = []
+    for c in cases:
+        out.append(prepare_case(c, spacing, intensity, centerline=centerline))
+        log.debug("prepared %s: shape %s, centerline from %s", c.case_id, out[-1].image.shape,
+                  out[-1].centerline_source)
+    return out
+
+
+__all__ = ["PreparedCase", "read_case", "load_centerline", "training_statistics", "prepare_case", "prepare_cases"]

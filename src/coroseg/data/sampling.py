@@ -1,0 +1,225 @@
+"""Patch sampling for training: grid (foreground-aware random tiles) or centerline crops.
+
+An epoch is a *plan*: a list of :class:`PatchItem` ``(case, centre, seed)`` that depends only on
+``(seed, epoch)``. :class:`PatchDataset` turns an item into a sample deterministically (patch
+extraction, attention channel from a perturbed centerline, augmentation all seeded by the
+item's seed), so batches are identical whatever the number of data-loader workers, and a
+resumed run replays exactly the batches it would have seen.
+
+Patch centres are array indices ``(k, j, i)`` on the model grid; 2D models use patch size
+``[1, H, W]``: a single axial slice ``k``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from coroseg.data.cache import PreparedCase
+from coroseg.io.volume import Volume
+
+
+@dataclasses.dataclass(frozen=True)
+class PatchItem:
+    """One training sample to draw: case index, centre ``(k, j, i)`` and its own seed."""
+
+    case: int
+    centre: tuple[int, int, int]
+    seed: int
+
+
+def item_seed(seed: int, epoch: int, index: int) -> int:
+    """A 31-bit seed for item ``index`` of ``epoch`` (independent streams via SeedSequence)."""
+    return int(np.random.SeedSequence([int(seed), int(epoch), int(index)]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def crop_centres_for_case(case: PreparedCase, patch_size: Sequence[int], *, method: str = "kmeans",
+                          seed: int = 0) -> np.ndarray:
+    """Crop centres ``(M, 3)`` int covering the case's centerline (see :mod:`coroseg.prior`)."""
+    pts = case.centerline_index()
+    if len(pts) == 0:
+        return np.zeros((0, 3), dtype=int)
+    from coroseg.prior import crop_centres, crop_centres_2d
+
+    if patch_size[0] == 1:
+        return np.asarray(crop_centres_2d(pts, size_2d=tuple(int(s) for s in patch_size[1:]), method=method,
+                                          spacing=case.grid.spacing, seed=seed, shape=case.image.shape),
+                          dtype=int).reshape(-1, 3)
+    return np.asarray(crop_centres(pts, size=tuple(int(s) for s in patch_size), method=method,
+                                   spacing=case.grid.spacing, seed=seed, shape=case.image.shape),
+                      dtype=int).reshape(-1, 3)
+
+
+def grid_plan(cases: Sequence[PreparedCase], patch_size: Sequence[int], *, samples_per_case: int, seed: int,
+              epoch: int, fg_fraction: float = 0.5) -> list[PatchItem]:
+    """Random patches: a fraction ``fg_fraction`` centred on a random foreground voxel, the rest
+    uniform over the volume. Shuffled across cases."""
+    rng = np.random.default_rng([int(seed), int(epoch), 1])
+    raw: list[tuple[int, tuple[int, int, int]]] = []
+    for ci, case in enumerate(cases):
+        shape = np.array(case.image.shape)
+        fg = None
+        for _ in range(samples_per_case):
+            if rng.random() < fg_fraction and case.label.any():
+                if fg is None:
+                    fg = np.argwhere(case.label > 0)
+                c = fg[rng.integers(len(fg))]
+            else:
+                c = np.array([rng.integers(0, s) for s in shape])
+            raw.append((ci, tuple(int(v) for v in c)))
+    order = rng.permutation(len(raw))
+    return [PatchItem(raw[o][0], raw[o][1], item_seed(seed, epoch, n)) for n, o in enumerate(order)]
+
+
+def crop_plan(cases: Sequence[PreparedCase], centres: Sequence[np.ndarray], patch_size: Sequence[int], *, seed: int,
+              epoch: int, jitter: float = 0.125, repeats: int = 1, per_case: int | None = None) -> list[PatchItem]:
+    """Every crop centre of every case ``repeats`` times, each moved by a uniform random offset of
+    at most ``jitter * patch_size`` voxels per axis (none along z for 2D). Shuffled.
+
+    ``per_case`` caps the crops of a case per epoch (a random subset each epoch; useful for 2D
+    models, whose per-slice crops are many)."""
+    rng = np.random.default_rng([int(seed), int(epoch), 2])
+    amp = np.floor(np.asarray(patch_size) * jitter).astype(int)
+    raw: list[tuple[int, tuple[int, int, int]]] = []
+    for ci, (case, cc) in enumerate(zip(cases, centres)):
+        hi = np.array(case.image.shape) - 1
+        for _ in range(repeats):
+            chosen = cc if per_case is None or len(cc) <= per_case else cc[np.sort(rng.choice(len(cc), per_case,
+                                                                                                replace=False))]
+            for c in chosen:
+                off = np.array([rng.integers(-a, a + 1) if a > 0 else 0 for a in amp])
+                raw.append((ci, tuple(int(v) for v in np.clip(c + off, 0, hi))))
+    order = rng.permutation(len(raw))
+    return [PatchItem(raw[o][0], raw[o][1], item_seed(seed, epoch, n)) for n, o in enumerate(order)]
+
+
+def shard(items: Sequence[PatchItem], rank: int, world: int) -> list[PatchItem]:
+    """Rank ``rank``'s share of ``items``, DistributedSampler style: padded by repeating from
+    the start so every rank gets the same count, then strided."""
+    items = list(items)
+    if world <= 1 or not items:
+        return items
+    total = -(-len(items) // world) * world
+    padded = items + items[: total - len(items)]
+    return padded[rank::world]
+
+
+def patch_grid(grid: Volume, centre: Sequence[int], size: Sequence[int]) -> Volume:
+    """The geometry of the patch of ``size`` centred at ``centre`` (same convention as
+    :func:`coroseg.prior.extract_patch`: start = centre - size // 2)."""
+    start = np.asarray(centre) - np.asarray(size) // 2
+    origin = grid.index_to_world(start[None].astype(float))[0]
+    return Volume(np.zeros(tuple(int(s) for s in size), np.uint8), grid.spacing, tuple(origin), grid.direction)
+
+
+class PatchDataset(torch.utils.data.Dataset):
+    """Map-style dataset over a plan of :class:`PatchItem`.
+
+    Returns dicts ``{"image": float32 (C, [D,] H, W), "label": int64 (1, [D,] H, W)}`` where
+    ``C`` is 1 (CT) or 2 (CT + centerline attention). 2D models get the singleton z axis removed.
+
+    Parameters
+    ----------
+    cases : list of PreparedCase
+    items : list of PatchItem
+    patch_size : [z, y, x]
+    dims : 2 or 3
+    attention : dict or None
+        ``{"mode", "dilation_mm", "perturb": bool, "perturb_kwargs": {...}}``; ``None`` for
+        models without the attention channel. With ``perturb``, each case's centerline is
+        perturbed once per epoch (seeded by ``(seed, epoch, case)``): every crop of a case in
+        an epoch sees the same degraded centerline, as at inference with an automatic one.
+    augment : MONAI Compose or None
+    seed, epoch : int
+        Seed the per-epoch centerline perturbation.
+    """
+
+    def __init__(self, cases: Sequence[PreparedCase], items: Sequence[PatchItem], patch_size: Sequence[int], dims: int,
+                 *, attention: dict | None = None, augment=None, seed: int = 0, epoch: int = 0):
+        self.cases = list(cases)
+        self.items = list(items)
+        self.patch_size = tuple(int(s) for s in patch_size)
+        self.dims = dims
+        self.attention = attention
+        self.augment = augment
+        self.seed, self.epoch = int(seed), int(epoch)
+        self.pad = [float(c.image.min()) if c.image.size else 0.0 for c in self.cases]
+        self._points: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def case_points(self, ci: int) -> tuple[np.ndarray, np.ndarray]:
+        """Dense (perturbed when asked) centerline points of case ``ci`` for this epoch (cached)."""
+        if ci not in self._points:
+            graph = self.cases[ci].graph
+            if graph is not None and len(graph) and self.attention.get("perturb", False):
+                from coroseg.prior import perturb_centerline
+
+                rng = np.random.default_rng(item_seed(self.seed, self.epoch, 1_000_000 + ci))
+                graph = perturb_centerline(graph, rng, **self.attention.get("perturb_kwargs", {}))
+            self._points[ci] = centerline_points(graph, self.cases[ci].grid)
+        return self._points[ci]
+
+    def __getitem__(self, index: int) -> dict:
+        from coroseg.prior import extract_patch
+
+        item = self.items[index]
+        case = self.cases[item.case]
+        img = extract_patch(case.image, item.centre, self.patch_size, pad_value=self.pad[item.case])
+        lab = extract_patch(case.label, item.centre, self.patch_size, pad_value=0)
+        sample = {"image": np.asarray(img, np.float32)[None], "label": np.asarray(lab, np.float32)[None]}
+        if self.attention is not None:
+            pts, rad = self.case_points(item.case)
+            sample["prior"] = attention_patch(pts, rad, item.centre, self.patch_size, case.grid.spacing,
+                                              self.attention)[None]
+        if self.dims == 2:
+            sample = {k: v[:, 0] for k, v in sample.items()}
+        if self.augment is not None:
+            self.augment.set_random_state(seed=item.seed)
+            sample = self.augment(sample)
+        image = torch.as_tensor(np.asarray(sample["image"]), dtype=torch.float32)
+        if self.attention is not None:
+            image = torch.cat([image, torch.as_tensor(np.asarray(sample["prior"]), dtype=torch.float32)], 0)
+        label = (torch.as_tensor(np.asarray(sample["label"])) > 0.5).long()
+        return {"image": image.contiguous(), "label": label.contiguous()}
+
+
+def centerline_points(graph, grid: Volume, *, step_mm: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Dense centerline points as fractional indices ``(N, 3)`` on ``grid`` and radii ``(N,)`` mm
+    (the sampling :func:`coroseg.prior.attention_channel` uses: half the smallest voxel side)."""
+    if graph is None or len(graph) == 0:
+        return np.zeros((0, 3)), np.zeros(0)
+    step = float(min(grid.spacing)) / 2 if step_mm is None else float(step_mm)
+    pts, rad = graph.dense_points(step)
+    return grid.world_to_index(pts), np.asarray(rad, float)
+
+
+def attention_patch(points_idx: np.ndarray, radii: np.ndarray, centre: Sequence[int], size: Sequence[int],
+                    spacing: Sequence[float], cfg: dict) -> np.ndarray:
+    """The attention channel on one patch, float32 ``size``.
+
+    Equal to :func:`coroseg.prior.attention_channel` on the patch grid, computed from the
+    case's dense centerline points (only those that can reach the patch are used).
+    """
+    from coroseg.prior import attention_from_points
+    from coroseg.prior.attention import GAUSS_TRUNCATE
+
+    size = np.asarray(size, dtype=int)
+    start = np.asarray(centre, dtype=int) - size // 2
+    if len(points_idx) == 0:
+        return np.zeros(tuple(size), np.float32)
+    dil = float(cfg.get("dilation_mm", 1.0))
+    reach = GAUSS_TRUNCATE * dil + dil + (float(radii.max()) if len(radii) else 0.0)
+    margin = reach / np.asarray(spacing, float) + 2.0
+    local = points_idx - start
+    keep = np.all((local >= -margin) & (local <= size - 1 + margin), axis=1)
+    return np.asarray(attention_from_points(local[keep], tuple(size), spacing, dilation_mm=dil,
+                                            mode=cfg.get("mode", "gaussian"), radii=radii[keep]), np.float32)
+
+
+__all__ = ["PatchItem", "item_seed", "crop_centres_for_case", "grid_plan", "crop_plan", "shard", "patch_grid",
+           "PatchDataset", "centerline_points", "attention_patch"]

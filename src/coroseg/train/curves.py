@@ -1,0 +1,68 @@
+"""``metrics.csv`` and ``training_curves.png`` of a run (rewritten atomically after each epoch)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from coroseg.io.atomic import atomic_path, write_text
+
+COLUMNS = ("phase", "epoch", "step", "patches", "train_loss", "val_dice", "lr", "seconds", "patches_per_s")
+
+
+def write_metrics(path: str | Path, rows: Sequence[dict]) -> None:
+    """One row per epoch; an empty ``val_dice`` means no validation that epoch."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: _fmt(r.get(k)) for k in COLUMNS})
+    write_text(path, buf.getvalue())
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    with open(path, encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _fmt(v: object) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def plot_curves(path: str | Path, rows: Sequence[dict]) -> None:
+    """Training loss and validation Dice per epoch, one colour per phase (main model, locator)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    for phase in dict.fromkeys(r["phase"] for r in rows):
+        rs = [r for r in rows if r["phase"] == phase]
+        ax1.plot([r["epoch"] for r in rs], [r["train_loss"] for r in rs], marker=".", label=phase)
+        vs = [r for r in rs if r.get("val_dice") is not None and not math.isnan(r["val_dice"])]
+        if vs:
+            ax2.plot([r["epoch"] for r in vs], [r["val_dice"] for r in vs], marker="o", label=phase)
+    ax1.set(xlabel="epoch", ylabel="training loss (Dice + CE)", title="training loss")
+    ax2.set(xlabel="epoch", ylabel="Dice", title="validation Dice (whole volumes)", ylim=(0, 1))
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend()
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+__all__ = ["COLUMNS", "write_metrics", "read_metrics", "plot_curves"]

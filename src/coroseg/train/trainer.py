@@ -1,0 +1,534 @@
+"""``train()``: fit one of the registry's models on a dataset folder and write a run folder.
+
+The loop is short on purpose: an epoch is a deterministic *plan* of patches
+(:mod:`coroseg.data.sampling`), batches come from a plain ``DataLoader`` over it, the step is
+Dice+CE (optionally + soft clDice) with AdamW, linear warm-up then cosine decay, bf16 autocast
+on GPU and gradient clipping. Whole-volume validation every ``val_every`` epochs picks the best
+weights and drives early stopping. Crop models then train their locator (a small coarse 3D grid
+U-Net) the same way, in the same run folder.
+
+Resume: ``optimizer.pt`` stores the optimizer, scheduler, counters, history and RNG states
+after each epoch (and on Ctrl-C mid-epoch, with the number of steps done), so a resumed run
+replays exactly the batches the uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import math
+import signal
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import coroseg
+from coroseg.data.augment import build_augmentation
+from coroseg.data.cache import PreparedCase, prepare_cases, training_statistics
+from coroseg.data.layouts import Case, discover_cases, load_dataset
+from coroseg.data.sampling import PatchDataset, PatchItem, crop_centres_for_case, crop_plan, grid_plan, shard
+from coroseg.errors import CorosegError
+from coroseg.io.atomic import atomic_path, write_json
+from coroseg.models.registry import CHANNELS, build_network, model_spec, network_config
+from coroseg.models.run import load_weights, read_config, save_weights, unwrap
+from coroseg.train import distributed as D
+from coroseg.train.curves import plot_curves, write_metrics
+from coroseg.train.validate import validate
+
+log = logging.getLogger("coroseg.train")
+
+#: every tunable, with its default; ``train(**overrides)`` may set any of them
+DEFAULTS: dict = {
+    "weight_decay": 1e-4,
+    "warmup_frac": 0.05,        # fraction of all steps with linear warm-up
+    "grad_clip": 5.0,           # max global gradient norm
+    "samples_per_case": 16,     # grid models: patches per training case per epoch
+    "fg_fraction": 0.5,         # grid models: share of patches centred on a foreground voxel
+    "crop_method": "kmeans",
+    "crop_jitter": 0.125,       # crop models: random shift of crop centres, fraction of the patch size
+    "crop_repeats": 1,          # crop models: times each crop centre is used per epoch
+    "crops_per_case": None,     # crop models: at most this many crops of a case per epoch (None: all)
+    "augment": 1.0,             # augmentation strength, 0 = off
+    "cldice": 0.0,              # weight of MONAI soft clDice added to Dice+CE (0 = off)
+    "num_workers": None,        # data-loader workers (None: 0 on CPU, min(8, cpus/world) on GPU)
+    "channels": list(CHANNELS),
+    "strides": None,
+    "num_res_units": 2,
+    "norm": "instance",
+    "dropout": 0.0,
+    "patch_size": None,         # [z, y, x]; default from the registry
+    "attention_dilation_mm": 1.0,
+    "attention_mode": "gaussian",
+    "perturb": True,            # perturb the centerline for the attention channel while training
+    "val_overlap": 0.25,
+    "val_batch": 4,
+    "amp": True,                # bf16 autocast on GPU
+    "locator": True,            # crop models: train the stage-1 locator too
+    "locator_spacing": None,    # default: 2 x model spacing
+    "locator_channels": [8, 16, 32, 64],
+    "locator_patch": [64, 64, 64],
+    "locator_samples_per_case": 16,
+    "locator_budget": None,     # patches for the locator; default: same epochs as the main model
+}
+
+
+class TrainingInterrupted(CorosegError):
+    """Ctrl-C (SIGINT): the state was saved; ``--resume`` continues."""
+
+    exit_code = 130
+
+
+@dataclasses.dataclass
+class _Phase:
+    """What one fit needs: the main model or the locator."""
+
+    name: str
+    net_cfg: dict
+    cfg: dict                     # config-like dict for validate(): sampler, dims, patch_size, attention...
+    train_cases: list[PreparedCase]
+    val_cases: list[PreparedCase]
+    plan: Callable[[int], list[PatchItem]]
+    attention: dict | None
+    best_file: str
+    last_file: str
+    budget: int | None            # total patches (None: epochs x plan size)
+    epochs: int
+
+
+def train(data_dir: str | Path, out_dir: str | Path, *, model: str = "unet3d_crop", epochs: int | None = None,
+          batch_size: int = 2, attention: bool = True, patch_budget: int | None = None, device: str = "auto",
+          resume: bool = False, seed: int = 0, val_every: int = 1, early_stop: int | None = 20, lr: float = 1e-3,
+          progress: bool = True, **overrides) -> Path:
+    """Train ``model`` on the dataset at ``data_dir``; write the run folder ``out_dir``.
+
+    Parameters
+    ----------
+    data_dir : path
+        Dataset in any layout :func:`coroseg.data.layouts.discover_cases` knows; train/val
+        splits from its folders, else a seeded split saved as ``splits.json``.
+    out_dir : path
+        Run folder (created). Must not hold a run unless ``resume``.
+    model : str
+        One of :data:`coroseg.models.registry.MODEL_NAMES`.
+    epochs : int, optional
+        Number of epochs (default 100; on resume, the saved value). Ignored when a patch budget
+        is in force.
+    batch_size : int
+        Patches per step per process.
+    attention : bool
+        Crop models: add the centerline attention channel (``False``: the ablation).
+    patch_budget : int, optional
+        Total number of training patches (all processes together), so experiments compare at
+        equal budgets; the number of epochs follows from the plan size.
+    device : {"auto", "cpu", "cuda"}
+    resume : bool
+        Continue from ``last.safetensors`` + ``optimizer.pt`` in ``out_dir``. The saved config
+        wins (model options, batch size, lr, seed, attention), except ``epochs``/``patch_budget``
+        when given, which may extend the run (this changes the cosine schedule's length).
+    seed : int
+        Seeds weights, splits, patch plans, augmentation and perturbation.
+    val_every : int
+        Validate (whole volumes, Dice) every this many epochs and after the last.
+    early_stop : int or None
+        Stop after this many validations without improvement (None or 0: never).
+    lr : float
+        Peak AdamW learning rate.
+    progress : bool
+        Show a tqdm bar (rank 0).
+    **overrides
+        Any key of :data:`DEFAULTS`.
+
+    Returns
+    -------
+    Path
+        The run folder.
+    """
+    unknown = sorted(set(overrides) - set(DEFAULTS))
+    if unknown:
+        raise CorosegError(f"unknown training option(s) {', '.join(unknown)}; known: {', '.join(DEFAULTS)}")
+    if batch_size < 1 or (epochs is not None and epochs < 1) or val_every < 1:
+        raise CorosegError(f"batch size, epochs and val-every must be >= 1, found {batch_size}, {epochs}, {val_every}")
+    if patch_budget is not None and patch_budget < 1:
+        raise CorosegError(f"patch budget must be >= 1, found {patch_budget}")
+    run_dir = Path(out_dir)
+    info = D.setup(device)
+    handler = None
+    try:
+        if info.is_main:
+            _check_run_dir(run_dir, resume)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            handler = _start_log(run_dir / "train.log")
+        D.barrier(info)
+        with _sigint_flag() as interrupted:
+            _train(Path(data_dir), run_dir, info, interrupted, model=model, epochs=epochs, batch_size=batch_size,
+                   attention=attention, patch_budget=patch_budget, resume=resume, seed=seed, val_every=val_every,
+                   early_stop=early_stop, lr=lr, progress=progress, opts={**DEFAULTS, **overrides})
+        D.barrier(info)
+        return run_dir
+    finally:
+        if handler is not None:
+            logging.getLogger("coroseg").removeHandler(handler)
+            handler.close()
+        D.teardown(info)
+
+
+def _check_run_dir(run_dir: Path, resume: bool) -> None:
+    if resume:
+        for name in ("config.json", "last.safetensors", "optimizer.pt"):
+            if not (run_dir / name).is_file():
+                raise CorosegError(f"cannot resume: {name} is missing", run_dir)
+    elif (run_dir / "config.json").exists():
+        raise CorosegError("folder already holds a run; pass --resume to continue it or choose another --out",
+                           run_dir)
+    elif run_dir.exists() and not run_dir.is_dir():
+        raise CorosegError("not a folder", run_dir)
+
+
+def _start_log(path: Path) -> logging.Handler:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h = logging.FileHandler(path, encoding="utf-8")
+    h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    lg = logging.getLogger("coroseg")
+    lg.addHandler(h)
+    if lg.level == logging.NOTSET or lg.level > logging.INFO:
+        lg.setLevel(logging.INFO)
+    return h
+
+
+@contextlib.contextmanager
+def _sigint_flag():
+    """Yield a one-element list set to True on the first Ctrl-C (a second one aborts at once)."""
+    flag = [False]
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):  # noqa: ARG001
+        if flag[0]:
+            raise KeyboardInterrupt
+        flag[0] = True
+        log.warning("interrupt: saving state after this step (Ctrl-C again to abort now)")
+
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _train(data_dir: Path, run_dir: Path, info: D.DistInfo, interrupted: list, *, model: str, epochs: int,
+           batch_size: int, attention: bool, patch_budget: int | None, resume: bool, seed: int, val_every: int,
+           early_stop: int | None, lr: float, progress: bool, opts: dict) -> None:
+    state = None
+    if resume:
+        config = read_config(run_dir)
+        if config["model"] != model:
+            raise CorosegError(f"cannot resume: the run trains {config['model']}, not {model}", run_dir / "config.json")
+        state = torch.load(run_dir / "optimizer.pt", map_location="cpu", weights_only=True)
+        opts = {**opts, **config["train"]["options"]}
+        attention, seed = bool(config["attention"]), int(config["seed"])
+        batch_size, lr = int(config["train"]["batch_size"]), float(config["train"]["lr"])
+        epochs = int(config["train"]["epochs"]) if epochs is None else epochs
+        patch_budget = config["train"]["patch_budget"] if patch_budget is None else patch_budget
+    epochs = 100 if epochs is None else epochs
+    layout, _ = discover_cases(data_dir)
+    splits_file = run_dir / "splits.json"
+    cases = load_dataset(data_dir, seed=seed, splits_file=splits_file if splits_file.exists() else None)
+    train_cases = [c for c in cases if c.split == "train"]
+    val_cases = [c for c in cases if c.split == "val"]
+    if not train_cases:
+        raise CorosegError("no training cases (split 'train' is empty)", data_dir)
+    if info.is_main and not splits_file.exists():
+        write_json(splits_file, {s: [c.case_id for c in cases if c.split == s] for s in ("train", "val", "test")})
+
+    spec = model_spec(model, attention=attention)
+    if opts["patch_size"] is not None:
+        spec["patch_size"] = [int(v) for v in opts["patch_size"]]
+    if state is None:
+        spacing, intensity = training_statistics(train_cases, seed=seed)
+        config = _make_config(spec, spacing, intensity, data_dir, layout, seed, epochs, batch_size, lr,
+                              patch_budget, info, opts)
+        if info.is_main:
+            write_json(run_dir / "config.json", config)
+    spacing, intensity = tuple(config["spacing"]), config["intensity"]
+    config["train"].update(epochs=epochs, patch_budget=patch_budget)
+    config["status"] = "running"
+    log.info("coroseg %s: training %s on %d cases (%d validation) from %s, spacing %s mm, world size %d, %s",
+             coroseg.__version__, model, len(train_cases), len(val_cases), data_dir, spacing, info.world, info.device)
+
+    need_cl = spec["sampler"] == "crop"
+    tr = prepare_cases(train_cases, spacing, intensity, centerline=need_cl)
+    va = prepare_cases(val_cases, spacing, intensity, centerline=need_cl)
+    torch.manual_seed(seed)
+    phases = [_main_phase(config, spec, tr, va, seed, epochs, patch_budget, opts)]
+    if config["locator"] is not None:
+        phases.append(_locator_phase(config, train_cases, val_cases, seed, epochs, patch_budget, opts))
+    start = 0 if state is None else [p.name for p in phases].index(state["phase"])
+    history = [] if state is None else list(state["history"])
+    for n, phase in enumerate(phases[start:]):
+        _fit(phase, run_dir, info, interrupted, config, history, state=state if n == 0 else None, seed=seed,
+             batch_size=batch_size, lr=lr, val_every=val_every, early_stop=early_stop, progress=progress, opts=opts,
+             next_phase=phases[start + n + 1].name if start + n + 1 < len(phases) else None)
+    if info.is_main:
+        config["status"] = "complete"
+        write_json(run_dir / "config.json", config)
+        log.info("done: run folder %s", run_dir)
+
+
+def _make_config(spec: dict, spacing, intensity: dict, data_dir: Path, layout: str, seed: int, epochs: int,
+                 batch_size: int, lr: float, patch_budget: int | None, info: D.DistInfo, opts: dict) -> dict:
+    net = network_config(spec, channels=opts["channels"], strides=opts["strides"],
+                         num_res_units=opts["num_res_units"], norm=opts["norm"], dropout=opts["dropout"])
+    locator = None
+    if spec["sampler"] == "crop" and opts["locator"]:
+        lsp = opts["locator_spacing"] or [2.0 * s for s in spacing]
+        lspec = {"dims": 3, "in_channels": 1}
+        locator = {"spacing": [float(s) for s in lsp], "patch_size": [int(v) for v in opts["locator_patch"]],
+                   "network": network_config(lspec, channels=opts["locator_channels"], num_res_units=1,
+                                             norm=opts["norm"]),
+                   "intensity": intensity, "weights": "locator.safetensors", "threshold": 0.5}
+    return {
+        "coroseg_version": coroseg.__version__,
+        "status": "running",
+        "model": spec["name"], "dims": spec["dims"], "sampler": spec["sampler"], "attention": spec["attention"],
+        "in_channels": spec["in_channels"], "patch_size": spec["patch_size"],
+        "spacing": [float(s) for s in spacing], "intensity": intensity, "network": net,
+        "attention_cfg": {"mode": opts["attention_mode"], "dilation_mm": float(opts["attention_dilation_mm"]),
+                          "weight": 1.0, "perturb_in_training": bool(opts["perturb"])},
+        "crop": {"method": opts["crop_method"], "jitter": opts["crop_jitter"]},
+        "locator": locator,
+        "seed": int(seed),
+        "val_overlap": float(opts["val_overlap"]),
+        "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "patch_budget": patch_budget,
+                  "world_size": info.world, "device": info.device.type,
+                  "loss": "DiceCE" + (f"+{opts['cldice']}*clDice" if opts["cldice"] else ""),
+                  "optimizer": "AdamW", "schedule": "warmup+cosine", "options": opts},
+        "data": {"root": str(data_dir), "layout": layout},
+    }
+
+
+def _main_phase(config: dict, spec: dict, tr: list[PreparedCase], va: list[PreparedCase], seed: int, epochs: int,
+                patch_budget: int | None, opts: dict) -> _Phase:
+    patch = spec["patch_size"]
+    att = None
+    if spec["attention"]:
+        att = {"mode": opts["attention_mode"], "dilation_mm": float(opts["attention_dilation_mm"]),
+               "perturb": bool(opts["perturb"])}
+    if spec["sampler"] == "crop":
+        centres = [crop_centres_for_case(c, patch, method=opts["crop_method"], seed=seed) for c in tr]
+        log.info("crop centres per training case: %s", [len(c) for c in centres])
+
+        def plan(epoch: int) -> list[PatchItem]:
+            return crop_plan(tr, centres, patch, seed=seed, epoch=epoch, jitter=opts["crop_jitter"],
+                             repeats=opts["crop_repeats"], per_case=opts["crops_per_case"])
+    else:
+        def plan(epoch: int) -> list[PatchItem]:
+            return grid_plan(tr, patch, samples_per_case=opts["samples_per_case"], seed=seed, epoch=epoch,
+                             fg_fraction=opts["fg_fraction"])
+    return _Phase("model", config["network"], config, tr, va, plan, att, "model.safetensors", "last.safetensors",
+                  patch_budget, epochs)
+
+
+def _locator_phase(config: dict, train_cases: Sequence[Case], val_cases: Sequence[Case], seed: int, epochs: int,
+                   patch_budget: int | None, opts: dict) -> _Phase:
+    loc = config["locator"]
+    tr = prepare_cases(train_cases, loc["spacing"], loc["intensity"], centerline=False)
+    va = prepare_cases(val_cases, loc["spacing"], loc["intensity"], centerline=False)
+    cfg = {"sampler": "grid", "dims": 3, "patch_size": loc["patch_size"], "attention": False,
+           "val_overlap": config["val_overlap"]}
+
+    def plan(epoch: int) -> list[PatchItem]:
+        return grid_plan(tr, loc["patch_size"], samples_per_case=opts["locator_samples_per_case"], seed=seed + 1,
+                         epoch=epoch, fg_fraction=opts["fg_fraction"])
+    budget = opts["locator_budget"] if opts["locator_budget"] is not None else patch_budget
+    return _Phase("locator", loc["network"], cfg, tr, va, plan, None, loc["weights"], "locator_last.safetensors",
+                  budget, epochs)
+
+
+def _epoch_items(phase: _Phase, epoch: int, plan_size: int) -> list[PatchItem]:
+    items = phase.plan(epoch)
+    if phase.budget is not None:
+        items = items[: max(0, phase.budget - epoch * plan_size)]
+    return items
+
+
+def _fit(phase: _Phase, run_dir: Path, info: D.DistInfo, interrupted: list, config: dict, history: list,
+         *, state: dict | None, seed: int, batch_size: int, lr: float, val_every: int, early_stop: int | None,
+         progress: bool, opts: dict, next_phase: str | None) -> None:
+    from monai.losses import DiceCELoss, SoftclDiceLoss
+    from tqdm import tqdm
+
+    dev = info.device
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    torch.manual_seed(seed)
+    net = build_network(phase.net_cfg).to(dev)
+    plan_size = len(phase.plan(0))
+    if plan_size == 0:
+        raise CorosegError(f"{phase.name}: no training patches (no centerline points / empty cases?)",
+                           run_dir / "config.json")
+    n_epochs = phase.epochs if phase.budget is None else max(1, math.ceil(phase.budget / plan_size))
+    steps = [math.ceil(len(shard(_epoch_items(phase, e, plan_size), info.rank, info.world)) / batch_size)
+             for e in range(n_epochs)]
+    total_steps = max(1, sum(steps))
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=float(opts["weight_decay"]))
+    warm = max(1, int(round(float(opts["warmup_frac"]) * total_steps)))
+
+    def lr_lambda(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        t = min(1.0, (step - warm) / max(1, total_steps - warm))
+        return 0.5 * (1.0 + math.cos(math.pi * t))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+    counters = {"epoch": 0, "step_in_epoch": 0, "global_step": 0, "patches": 0, "best": -1.0, "best_epoch": -1,
+                "bad": 0}
+    if state is not None and state.get("optimizer") is not None:
+        load_weights(net, run_dir / phase.last_file)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        counters.update({k: state[k] for k in counters})
+        counters["epoch_losses"] = list(state.get("epoch_losses", []))
+        torch.set_rng_state(state["torch_rng"])
+        log.info("%s: resumed at epoch %d step %d", phase.name, counters["epoch"], counters["step_in_epoch"])
+    model = net
+    if info.world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
+    cl_fn = SoftclDiceLoss(to_onehot_y=True, softmax=True, include_background=False) if opts["cldice"] else None
+    amp = bool(opts["amp"]) and dev.type == "cuda"
+    augment = build_augmentation(phase.cfg["dims"], strength=float(opts["augment"]),
+                                 prior=phase.attention is not None)
+    workers = opts["num_workers"]
+    if workers is None:
+        import os
+
+        workers = 0 if dev.type == "cpu" else min(8, max(1, (os.cpu_count() or 2) // info.world))
+
+    def save_state(epoch: int, step_in_epoch: int, losses_now: Sequence[float] = ()) -> None:
+        if not info.is_main:
+            return
+        save_weights(net, run_dir / phase.last_file, config)
+        st = {"phase": phase.name, **counters, "epoch": epoch, "step_in_epoch": step_in_epoch,
+              "epoch_losses": list(losses_now) if step_in_epoch else [],
+              "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "history": history,
+              "torch_rng": torch.get_rng_state()}
+        with atomic_path(run_dir / "optimizer.pt") as tmp:
+            torch.save(st, tmp)
+
+    net.train()
+    while counters["epoch"] < n_epochs:
+        epoch = counters["epoch"]
+        items = shard(_epoch_items(phase, epoch, plan_size), info.rank, info.world)
+        skip = counters["step_in_epoch"]
+        ds = PatchDataset(phase.train_cases, items[skip * batch_size:], phase.cfg["patch_size"], phase.cfg["dims"],
+                          attention=phase.attention, augment=augment, seed=seed, epoch=epoch)
+        loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers,
+                                             pin_memory=dev.type == "cuda")
+        t0 = time.perf_counter()
+        losses = list(counters.pop("epoch_losses", [])) if skip else []
+        counters.pop("epoch_losses", None)
+        seen = 0
+        bar = tqdm(total=steps[epoch], initial=skip, desc=f"{phase.name} {epoch + 1}/{n_epochs}", unit="step",
+                   disable=not (progress and info.is_main), leave=False, dynamic_ncols=True)
+        stop_now = False
+        for batch in loader:
+            x = batch["image"].to(dev, non_blocking=True)
+            y = batch["label"].to(dev, non_blocking=True)
+            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=amp):
+                logits = model(x)
+            loss = loss_fn(logits.float(), y)
+            if cl_fn is not None:
+                loss = loss + float(opts["cldice"]) * cl_fn(logits.float(), y)
+            val = float(loss.detach())
+            bad_loss, stop = D.all_sum(info, [0.0 if math.isfinite(val) else 1.0, 1.0 if interrupted[0] else 0.0])
+            if bad_loss:
+                bar.close()
+                raise CorosegError(f"{phase.name}: training loss became {val} at epoch {epoch + 1} step "
+                                   f"{counters['step_in_epoch'] + 1}; stopped, the last good checkpoint is kept "
+                                   f"({phase.last_file}); try a lower --lr", run_dir)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if opts["grad_clip"]:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), float(opts["grad_clip"]))
+            opt.step()
+            sched.step()
+            n = int(x.shape[0]) * info.world
+            counters["step_in_epoch"] += 1
+            counters["global_step"] += 1
+            counters["patches"] += n
+            seen += n
+            losses.append(val)
+            rate = seen / max(1e-9, time.perf_counter() - t0)
+            bar.update(1)
+            bar.set_postfix(loss=f"{val:.4f}", patches_s=f"{rate:.1f}")
+            if stop:
+                stop_now = True
+                break
+        bar.close()
+        if stop_now:
+            save_state(epoch, counters["step_in_epoch"], losses)
+            D.barrier(info)
+            raise TrainingInterrupted(f"interrupted at {phase.name} epoch {epoch + 1} step "
+                                      f"{counters['step_in_epoch']}; state saved, continue with --resume", run_dir)
+        secs = time.perf_counter() - t0
+        mean_loss = D.all_sum(info, [float(np.mean(losses)) if losses else 0.0])[0] / info.world
+        val_dice = float("nan")
+        last_epoch = epoch + 1 == n_epochs
+        if (epoch + 1) % val_every == 0 or last_epoch:
+            val_dice = _validate(net, phase, info, amp, opts)
+        counters["epoch"] = epoch + 1
+        counters["step_in_epoch"] = 0
+        improved = False
+        if not math.isnan(val_dice) and val_dice > counters["best"]:
+            counters.update(best=val_dice, best_epoch=epoch + 1, bad=0)
+            improved = True
+        elif not math.isnan(val_dice):
+            counters["bad"] += 1
+        if not phase.val_cases:
+            improved = True  # no validation cases: the latest weights are the "best"
+        row = {"phase": phase.name, "epoch": epoch + 1, "step": counters["global_step"],
+               "patches": counters["patches"], "train_loss": mean_loss, "val_dice": val_dice,
+               "lr": opt.param_groups[0]["lr"], "seconds": secs, "patches_per_s": seen / max(secs, 1e-9)}
+        history.append(row)
+        log.info("%s epoch %d/%d: loss %.4f, val Dice %s, %.1f patches/s", phase.name, epoch + 1, n_epochs,
+                 mean_loss, "-" if math.isnan(val_dice) else f"{val_dice:.4f}", row["patches_per_s"])
+        early = bool(early_stop) and counters["bad"] >= int(early_stop)
+        if info.is_main:
+            if improved:
+                save_weights(net, run_dir / phase.best_file, config)
+            save_state(epoch + 1, 0)
+            write_metrics(run_dir / "metrics.csv", history)
+            plot_curves(run_dir / "training_curves.png", history)
+        if early:
+            log.info("%s: early stop, no improvement in %d validations (best Dice %.4f at epoch %d)", phase.name,
+                     int(early_stop), counters["best"], counters["best_epoch"])
+            break
+    if info.is_main:
+        if not (run_dir / phase.best_file).exists():
+            save_weights(net, run_dir / phase.best_file, config)
+        if next_phase is not None:  # the next phase starts from scratch on resume
+            st = torch.load(run_dir / "optimizer.pt", map_location="cpu", weights_only=True)
+            st.update(phase=next_phase, epoch=0, step_in_epoch=0, global_step=0, patches=0, best=-1.0,
+                      best_epoch=-1, bad=0, history=history)
+            st.pop("optimizer"), st.pop("scheduler")
+            st["optimizer"], st["scheduler"] = None, None
+            with atomic_path(run_dir / "optimizer.pt") as tmp:
+                torch.save(st, tmp)
+    D.barrier(info)
+
+
+def _validate(net: torch.nn.Module, phase: _Phase, info: D.DistInfo, amp: bool, opts: dict) -> float:
+    mine = phase.val_cases[info.rank::info.world]
+    scores = validate(unwrap(net), mine, phase.cfg, device=info.device, batch=int(opts["val_batch"]), amp=amp)
+    total, count = D.all_sum(info, [float(sum(scores)), float(len(scores))])
+    return total / count if count else float("nan")
+
+
+__all__ = ["train", "DEFAULTS", "TrainingInterrupted"]
