@@ -49,11 +49,26 @@ def info(path: Path = typer.Argument(..., **EXISTING, help="Volume file, DICOM f
 
 
 @app.command()
+def synth(
+    out: Path = typer.Option(..., "--out", help="Dataset folder to write (split layout + manifest.json)."),
+    cases: int = typer.Option(12, "--cases", min=1, help="Number of cases (Normal and Diseased alternate)."),
+    preset: str = typer.Option("small", "--preset", help="small (~0.9 mm, <=160^3) or asoca (512x512, 0.33-0.45 mm)."),
+    anatomy: Optional[Path] = typer.Option(None, "--anatomy", **EXISTING, help="ASOCA-style Annotations/ + Centerlines/ to render CT around."),
+    seed: int = typer.Option(0, "--seed", help="Seed; the same seed gives identical files."),
+) -> None:
+    """Synthesize realistic phantom CTCA with exact coronary labels and centerlines."""
+    from coroseg.synth import synth_dataset
+
+    synth_dataset(out, cases, preset=preset, anatomy_dir=anatomy, seed=seed)
+    typer.echo(f"dataset: {out}")
+
+
+@app.command()
 def train(
     data: Path = typer.Option(Path("dataset"), "--data", **EXISTING, help="Dataset folder (split, ASOCA, ImageCAS or nnU-Net layout)."),
     model: str = typer.Option("unet3d_crop", "--model", help="unet2d_grid, unet2d_crop, unet3d_grid or unet3d_crop."),
     out: Path = typer.Option(..., "--out", help="Run folder to create (or continue with --resume)."),
-    epochs: int = typer.Option(100, "--epochs", min=1, help="Epochs (ignored with --patch-budget)."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs (default 100; with --resume: the saved value)."),
     batch_size: int = typer.Option(2, "--batch-size", min=1, help="Patches per step per process."),
     patch_budget: Optional[int] = typer.Option(None, "--patch-budget", min=1, help="Total training patches (equal-budget comparisons)."),
     attention: bool = typer.Option(True, "--attention/--no-attention", help="Crop models: centerline attention channel."),
@@ -63,13 +78,17 @@ def train(
     lr: float = typer.Option(1e-3, "--lr", help="Peak AdamW learning rate."),
     val_every: int = typer.Option(1, "--val-every", min=1, help="Validate on whole volumes every K epochs."),
     early_stop: int = typer.Option(20, "--early-stop", min=0, help="Stop after K validations without improvement (0: never)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
+    overrides: list[str] = typer.Option([], "--set", help="Advanced option KEY=VALUE (JSON value), e.g. --set 'patch_size=[96,96,96]'; repeatable."),
 ) -> None:
     """Train a 2D/3D U-Net with grid or centerline-crop sampling (DDP under torchrun)."""
     from coroseg.train import train as train_fn
+    from coroseg.train.__main__ import parse_overrides
 
     run_dir = train_fn(data, out, model=model, epochs=epochs, batch_size=batch_size, attention=attention,
                        patch_budget=patch_budget, device=device, resume=resume, seed=seed, lr=lr,
-                       val_every=val_every, early_stop=early_stop or None)
+                       val_every=val_every, early_stop=early_stop or None, progress=progress,
+                       **parse_overrides(overrides))
     typer.echo(f"run folder: {run_dir}")
 
 
@@ -143,6 +162,18 @@ def export(
         raise CorosegError(f"unknown export format '{to}'; expected nnunet")
     path = export_nnunet(load_dataset(data), out, dataset_id=dataset_id)
     typer.echo(f"nnU-Net dataset: {path}")
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo_out"), "--out", help="Demo folder (data, run, test, report.html)."),
+    quick: bool = typer.Option(False, "--quick", help="A small smoke version (CI): fewer cases and patches."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+) -> None:
+    """Synthesize phantoms, train unet3d_crop, test (auto vs oracle centerline), write report.html."""
+    from coroseg.demo import run_demo
+
+    run_demo(out, quick=quick, device=device)
 
 
 @app.command()

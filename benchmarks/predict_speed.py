@@ -1,0 +1,194 @@
+"""End-to-end ``predict`` speed and memory: ours vs the field's default sliding window, same network.
+
+For each phantom, two methods run in separate processes (so each peak RSS is its own):
+
+- **ours**: :func:`coroseg.infer.predict` — read, reorient, resample, locator + centerline,
+  crops at the centerline (batched, ``inference_mode``, bf16 on CUDA), post-process, resample
+  back, write mask + centerline files;
+- **baseline**: the same trained network applied with MONAI ``sliding_window_inference`` over the
+  whole resampled volume (overlap 0.25, fp32, default settings; attention channel all zero for a
+  crop network), threshold 0.5, resample back, write the mask.
+
+Prints per-stage wall time, peak RSS (and peak GPU memory on CUDA) and the Dice of both
+against the phantom's label.
+
+    python benchmarks/predict_speed.py --run RUN_DIR                    # an asoca-preset phantom
+    python benchmarks/predict_speed.py --run RUN_DIR --preset small --cases 2
+    python benchmarks/predict_speed.py                                  # trains a quick run first
+
+Without ``--run`` a quick ``unet3d_crop`` is trained on ``small`` phantoms (few minutes on 2
+cores); its Dice is low, the timings are what this measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a > 0, b > 0
+    s = int(a.sum()) + int(b.sum())
+    return 1.0 if s == 0 else 2.0 * int(np.logical_and(a, b).sum()) / s
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def run_ours(run_dir: str, image: str, label: str, out: str, device: str, q) -> None:
+    import torch
+
+    from coroseg.infer import predict
+    from coroseg.io.volume import read_volume
+    from coroseg.models.run import load_run
+
+    t = time.perf_counter()
+    run = load_run(run_dir, device=device)
+    t_load = time.perf_counter() - t
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    [s] = predict(run, image, out, device=device, progress=False)
+    wall = time.perf_counter() - t
+    s["timings_s"]["load_model"] = t_load
+    s["timings_s"]["total"] += t_load
+    seg = read_volume(Path(out) / s["files"]["seg"], is_label=True)
+    lab = read_volume(label, is_label=True)
+    q.put({"wall_s": wall, "stages": s["timings_s"], "dice": _dice(seg.array, lab.array), "rss_mb": _peak_rss_mb(),
+           "gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None,
+           "crops": s["n_crops"], "source": s["centerline_source"]})
+
+
+def run_baseline(run_dir: str, image: str, label: str, out: str, device: str, q) -> None:
+    import torch
+    from monai.inferers import sliding_window_inference
+
+    from coroseg.data.preprocess import normalise, to_model_grid
+    from coroseg.io.volume import read_volume, resample_to_grid, write_volume
+    from coroseg.models.run import load_run
+
+    dev = torch.device(device)
+    st: dict[str, float] = {}
+    t0 = t_all = time.perf_counter()
+    run = load_run(run_dir, device=dev)
+    cfg = run.config
+    st["load_model"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    vol = read_volume(image)
+    st["read"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    grid = to_model_grid(vol, cfg["spacing"])
+    x = normalise(grid.array, cfg["intensity"])
+    chans = [x] + [np.zeros_like(x)] * (int(cfg["in_channels"]) - 1)
+    st["preprocess"] = time.perf_counter() - t0
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        inp = torch.from_numpy(np.stack(chans)[None]).to(dev)
+        logits = sliding_window_inference(inp, tuple(cfg["patch_size"]), 4, run.model, overlap=0.25)
+        prob = torch.softmax(logits.float(), 1)[0, 1].cpu().numpy()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    st["network"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    back = resample_to_grid(grid.with_array(prob.astype(np.float32)), vol, order=1, default=0.0)
+    seg = vol.with_array((back.array >= 0.5).astype(np.uint8), is_label=True)
+    st["resample_back"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    write_volume(seg, Path(out) / "baseline_seg.nii.gz")
+    st["write"] = time.perf_counter() - t0
+    wall = time.perf_counter() - t_all
+    st["total"] = wall
+    lab = read_volume(label, is_label=True)
+    q.put({"wall_s": wall, "stages": st, "dice": _dice(seg.array, lab.array), "rss_mb": _peak_rss_mb(),
+           "gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None,
+           "crops": None, "source": "none (whole volume)"})
+
+
+def _in_process(fn, *args) -> dict:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=fn, args=(*args, q))
+    p.start()
+    res = q.get()
+    p.join()
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", type=Path, default=None, help="trained run folder (default: train a quick one)")
+    ap.add_argument("--preset", default="asoca", choices=("small", "asoca"), help="phantom preset to predict")
+    ap.add_argument("--cases", type=int, default=1, help="phantoms to predict")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--seed", type=int, default=100, help="phantom seed (differs from training phantoms)")
+    ap.add_argument("--out", type=Path, default=None, help="keep files here (default: a temporary folder)")
+    args = ap.parse_args()
+
+    import torch
+
+    from coroseg.data.layouts import load_dataset
+    from coroseg.synth import synth_dataset
+
+    tmp = tempfile.TemporaryDirectory(prefix="coroseg_speed_")
+    work = args.out or Path(tmp.name)
+    run_dir = args.run
+    if run_dir is None:
+        from coroseg.train import train
+
+        synth_dataset(work / "train_data", 5, preset="small", seed=0, progress=False)
+        run_dir = work / "run"
+        t = time.perf_counter()
+        train(work / "train_data", run_dir, model="unet3d_crop", epochs=1000, batch_size=2, device=args.device,
+              patch_budget=200, early_stop=None, progress=False, channels=[8, 16, 32, 64], patch_size=[48, 48, 48])
+        print(f"trained a quick unet3d_crop in {time.perf_counter() - t:.1f} s")
+    t = time.perf_counter()
+    synth_dataset(work / "phantoms", args.cases, preset=args.preset, seed=args.seed, progress=False)
+    print(f"generated {args.cases} '{args.preset}' phantom(s) in {time.perf_counter() - t:.1f} s")
+    cases = load_dataset(work / "phantoms")[: args.cases]
+
+    print(f"machine: {platform.platform()}, python {platform.python_version()}, {os.cpu_count()} CPUs, "
+          f"torch {torch.__version__} ({torch.get_num_threads()} threads), device {args.device}"
+          + (f" ({torch.cuda.get_device_name()})" if args.device.startswith("cuda") else ""))
+    cfg = json.loads((Path(run_dir) / "config.json").read_text())
+    print(f"run: {run_dir} ({cfg['model']}, spacing {cfg['spacing']}, patch {cfg['patch_size']})")
+    for case in cases:
+        from coroseg.io.volume import read_volume
+
+        shape = read_volume(case.image).shape
+        res = {}
+        for name, fn in (("baseline", run_baseline), ("ours", run_ours)):
+            out = work / f"out_{name}_{case.case_id}"
+            res[name] = _in_process(fn, str(run_dir), str(case.image), str(case.label), str(out), args.device)
+        print(f"\ncase {case.case_id} {'x'.join(map(str, shape))}")
+        order = ["load_model", "read", "preprocess", "locator_preprocess", "locator_network", "locator_centerline",
+                 "crop_centres", "crop_network", "crop_iterate_centerline", "network", "resample_back",
+                 "postprocess", "centerline_output", "write", "total"]
+        stages = sorted(set(res["baseline"]["stages"]) | set(res["ours"]["stages"]),
+                        key=lambda s: (order.index(s) if s in order else len(order) - 1, s))
+        print(f"{'stage (s)':28s} {'baseline':>10s} {'ours':>10s}")
+        for s in stages:
+            b, o = res["baseline"]["stages"].get(s), res["ours"]["stages"].get(s)
+            print(f"{s:28s} " + " ".join(f"{v:10.3f}" if v is not None else f"{'-':>10s}" for v in (b, o)))
+        for k, label in (("wall_s", "end to end wall (s)"), ("rss_mb", "peak RSS (MB)"), ("gpu_mb", "peak GPU (MB)"),
+                         ("dice", "Dice vs label")):
+            b, o = res["baseline"][k], res["ours"][k]
+            if b is None and o is None:
+                continue
+            print(f"{label:28s} {b:10.4g} {o:10.4g}")
+        print(f"{'speed-up (baseline / ours)':28s} {res['baseline']['wall_s'] / res['ours']['wall_s']:21.2f}x"
+              f"   (ours: {res['ours']['crops']} crops, prior {res['ours']['source']})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""``coroseg test``: predict every case of a split with a trained run, then score it.
+
+The centerline prior of crop models comes either from the run's own locator (``"auto"``, what
+a new patient gets) or from the dataset's ground truth (``"gt"``). Ground-truth results are an
+upper bound, never a deliverable, and are labelled ``oracle`` in every file and table.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from coroseg.data.layouts import Case, load_dataset
+from coroseg.errors import CorosegError, GeometryError
+from coroseg.eval.evaluate import summary_table, write_csv
+from coroseg.eval.metrics import all_metrics
+from coroseg.io.atomic import write_text
+from coroseg.io.volume import grid_mismatch, read_volume, write_volume
+
+log = logging.getLogger(__name__)
+
+#: how a centerline mode is reported: the ground truth is an oracle, not a result
+MODE_LABELS = {"auto": "auto", "gt": "oracle", "none": "none"}
+TABLE_METRICS = ("dice", "precision", "recall", "voxel_accuracy", "hd95_mm", "cldice", "betti0_error")
+
+
+def split_cases(run_dir: str | Path, data_dir: str | Path, split: str) -> list[Case]:
+    """Cases of ``split``, using the run's saved ``splits.json`` when the dataset has no folders."""
+    run_dir = Path(run_dir)
+    splits_file = run_dir / "splits.json"
+    cases = load_dataset(data_dir, splits_file=splits_file if splits_file.exists() else None)
+    chosen = [c for c in cases if c.split == split]
+    if not chosen:
+        raise CorosegError(f"no cases in split '{split}' (found splits: "
+                           f"{', '.join(sorted({str(c.split) for c in cases}))})", data_dir)
+    return chosen
+
+
+def gt_centerline(case: Case, label):
+    """The case's reference centerline file, else one extracted from its label."""
+    if case.centerline is not None:
+        from coroseg.io.centerline_files import read_centerline
+
+        return read_centerline(case.centerline)
+    from coroseg.prior import centerline_from_mask
+
+    return centerline_from_mask(label)
+
+
+def test_run(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, *, split: str = "test",
+             centerlines: Sequence[str] = ("auto",), device: str = "auto", save_predictions: bool = True,
+             progress: bool = True) -> tuple[list[dict], str]:
+    """Predict and evaluate ``split`` of ``data_dir`` with the run in ``run_dir``.
+
+    Parameters
+    ----------
+    centerlines : sequence of {"auto", "gt", "none"}
+        Prior sources to test (crop models); grid models ignore it and run once.
+    save_predictions : bool
+        Write ``<out_dir>/pred[-oracle]/<id>_seg.nrrd`` (uint8, on the image's grid).
+
+    Returns
+    -------
+    rows, table : list of dict, str
+        One row per case and mode (``case_id``, ``centerline``, metrics, ``seconds``), and the
+        markdown summary also written to ``<out_dir>/summary.md`` beside ``metrics.csv``.
+    """
+    from coroseg.infer.pipeline import load, predict_volume, resolve_device
+
+    for m in centerlines:
+        if m not in MODE_LABELS:
+            raise CorosegError(f"centerline mode must be one of {', '.join(MODE_LABELS)}, not '{m}'")
+    out_dir = Path(out_dir)
+    dev = resolve_device(device)
+    run = load(run_dir, dev)
+    if run.config.get("sampler") != "crop":
+        centerlines = ("none",)
+    cases = split_cases(run_dir, data_dir, split)
+    rows: list[dict] = []
+    jobs = [(c, m) for c in cases for m in centerlines]
+    for case, mode in tqdm(jobs, desc=f"test {split}", unit="case", disable=not progress):
+        image = read_volume(case.image)
+        label = read_volume(case.label, is_label=True)
+        problem = grid_mismatch(image, label)
+        if problem:
+            raise GeometryError(f"label grid differs from the image: {problem}", case.label)
+        ref = label.array > 0
+        prior = gt_centerline(case, label) if mode == "gt" else ("auto" if mode == "auto" else "none")
+        t0 = time.perf_counter()
+        pred = predict_volume(run, image, centerline=prior, device=dev,
+                              centerline_source="oracle" if mode == "gt" else None, extract_centerline=False)
+        seconds = time.perf_counter() - t0
+        if save_predictions:
+            sub = "pred" if mode != "gt" else "pred-oracle"
+            write_volume(pred.seg, out_dir / sub / f"{case.case_id}_seg.nrrd")
+        row = {"case_id": case.case_id, "group": case.group or "", "centerline": MODE_LABELS[mode],
+               **all_metrics(pred.seg.array > 0, ref, spacing=image.spacing),
+               "seconds": round(seconds, 2), "crops": pred.info.get("n_crops")}
+        rows.append(row)
+    write_csv(out_dir / "metrics.csv", rows)
+    table = results_by_mode(rows, title=f"{run.config.get('model')} on {split} ({len(cases)} cases)")
+    write_text(out_dir / "summary.md", table)
+    return rows, table
+
+
+def results_by_mode(rows: list[dict], *, title: str) -> str:
+    """One markdown summary table per centerline mode, oracle last and labelled as such."""
+    parts = [f"# {title}", ""]
+    modes = [m for m in ("none", "auto", "oracle") if any(r["centerline"] == m for r in rows)]
+    for m in modes:
+        sub = [r for r in rows if r["centerline"] == m]
+        name = {"none": "whole volume", "auto": "automatic centerline",
+                "oracle": "ORACLE: ground-truth centerline (upper bound, not a result)"}[m]
+        parts.append(summary_table(sub, TABLE_METRICS, title=name))
+    return "\n".join(parts)
+
+
+def mean_dice(rows: list[dict], mode: str) -> float:
+    vals = [r["dice"] for r in rows if r["centerline"] == mode]
+    return float(np.mean(vals)) if vals else float("nan")

@@ -1,0 +1,182 @@
+"""``predict``: scans on disk in, segmentation files out (what ``coroseg predict`` calls).
+
+For each scan ``<id>`` the output folder receives, each file written atomically::
+
+    <id>_seg.<ext>            uint8 {0, 1}, the input's own grid and geometry
+    <id>_prob.<ext>           float32 vessel probability (save_prob=True)
+    <id>_centerline.vtp       centerline of the segmentation (VMTK polylines, RAS like VMTK)
+    <id>_centerline.gml       the same graph with node attributes (networkx GML)
+    <id>_centerline.mrk.json  3D Slicer markups
+    <id>_vessels.stl          surface mesh, LPS mm (mesh=True)
+    summary.json              one entry per scan: timings, volume, length, branches, source
+                              (entries of other scans already in the folder are kept)
+
+``<ext>`` is the input's extension (``.nii.gz`` for a DICOM series).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from coroseg import __version__
+from coroseg.errors import CorosegError, InputError
+from coroseg.infer.outputs import (geometry_dict, mask_stats, mesh_from_mask, output_extension,
+                                   write_centerline_files, write_stl)
+from coroseg.infer.pipeline import case_id, find_inputs, load, predict_volume, resolve_device
+from coroseg.infer.postprocess import PostprocessOptions
+from coroseg.io.atomic import write_json
+from coroseg.io.centerline import CenterlineGraph
+from coroseg.io.volume import read_volume, write_volume
+
+log = logging.getLogger(__name__)
+
+
+def predict(
+    run: Any,
+    inputs: str | Path | list[str | Path],
+    output_dir: str | Path,
+    *,
+    centerline: str | Path | CenterlineGraph = "auto",
+    device: str | torch.device = "auto",
+    save_prob: bool = False,
+    mesh: bool = False,
+    postprocess: PostprocessOptions = PostprocessOptions(),
+    iterate: bool = True,
+    batch_size: int = 4,
+    progress: bool = True,
+) -> list[dict]:
+    """Segment every scan in ``inputs`` and write the outputs to ``output_dir``.
+
+    Parameters
+    ----------
+    run : path or LoadedRun
+        Run folder written by ``coroseg train`` (or an already loaded run).
+    inputs : path or list of paths
+        A volume file (NRRD/NIfTI/MHA), a DICOM series folder, or a folder of volume files.
+    output_dir : path
+        Created when missing.
+    centerline : "auto", "none", path or CenterlineGraph
+        Centerline prior for crop models (see :func:`coroseg.infer.predict_volume`). A file is
+        only meaningful for a single scan.
+    device : "auto", "cpu" or "cuda"
+    save_prob, mesh : bool
+        Also write ``<id>_prob`` / ``<id>_vessels.stl``.
+    postprocess : PostprocessOptions
+    iterate : bool
+        Add crops where vessels leave the covered region (crop models).
+    batch_size : int
+        Windows / crops per forward pass.
+    progress : bool
+        tqdm progress bar over scans.
+
+    Returns
+    -------
+    list of dict
+        The per-scan summaries also written to ``summary.json``.
+
+    Raises
+    ------
+    CorosegError
+        Bad run folder, unreadable input, or (batch) after all scans ran, when any failed
+        (the message lists them; the others' outputs are written).
+    """
+    output_dir = Path(output_dir)
+    paths: list[Path] = []
+    for p in ([inputs] if isinstance(inputs, (str, Path)) else list(inputs)):
+        paths.extend(find_inputs(p))
+    if not paths:
+        raise InputError("no input scans found", inputs if isinstance(inputs, (str, Path)) else None)
+    if isinstance(centerline, (str, Path)) and str(centerline) not in ("auto", "none"):
+        if not Path(centerline).exists():
+            raise InputError("centerline file not found", centerline)
+        if len(paths) > 1:
+            raise InputError(f"one centerline file given for {len(paths)} scans; use auto or none for a batch",
+                             centerline)
+    dev = resolve_device(device)
+    loaded = load(run, dev)
+    run_dir = getattr(loaded, "run_dir", None)
+
+    ids = [case_id(p) for p in paths]
+    dupes = {i for i in ids if ids.count(i) > 1}
+    if dupes:
+        raise InputError(f"several inputs share the case id {sorted(dupes)[0]!r}; outputs would overwrite each other",
+                         paths[ids.index(sorted(dupes)[0])])
+
+    summaries: list[dict] = []
+    failures: list[tuple[Path, str]] = []
+    earlier = _earlier_cases(output_dir / "summary.json", set(ids))
+    iterator = paths
+    if progress and len(paths) > 1:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(paths, desc="predict", unit="scan")
+    for path in iterator:
+        try:
+            summaries.append(_predict_one(loaded, path, output_dir, centerline=centerline, device=dev,
+                                          save_prob=save_prob, mesh=mesh, postprocess=postprocess,
+                                          iterate=iterate, batch_size=batch_size))
+        except CorosegError as exc:
+            if len(paths) == 1:
+                raise
+            log.error("%s", exc)
+            failures.append((path, str(exc)))
+            summaries.append({"id": case_id(path), "input": str(path), "error": str(exc)})
+        write_json(output_dir / "summary.json", {
+            "coroseg_version": __version__, "run": None if run_dir is None else str(run_dir),
+            "model": loaded.config.get("model"), "device": str(dev), "cases": earlier + summaries})
+    if failures:
+        raise CorosegError(f"{len(failures)} of {len(paths)} scans failed: "
+                           + "; ".join(msg for _, msg in failures), output_dir / "summary.json")
+    return summaries
+
+
+def _earlier_cases(path: Path, ids: set[str]) -> list[dict]:
+    """Cases of an existing summary.json in the output folder that this run does not redo."""
+    import json
+
+    try:
+        cases = json.loads(path.read_text(encoding="utf-8"))["cases"]
+        return [c for c in cases if isinstance(c, dict) and c.get("id") not in ids]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def _predict_one(loaded, path: Path, output_dir: Path, *, centerline, device, save_prob: bool, mesh: bool,
+                 postprocess: PostprocessOptions, iterate: bool, batch_size: int) -> dict:
+    t0 = time.perf_counter()
+    vol = read_volume(path)
+    t_read = time.perf_counter() - t0
+    pred = predict_volume(loaded, vol, centerline=centerline, device=device, postprocess_options=postprocess,
+                          iterate=iterate, batch_size=batch_size, extract_centerline=True)
+    cid = case_id(path)
+    ext = output_extension(path)
+    t0 = time.perf_counter()
+    files = {"seg": write_volume(pred.seg, output_dir / f"{cid}_seg{ext}")}
+    if save_prob:
+        files["prob"] = write_volume(pred.prob, output_dir / f"{cid}_prob{ext}")
+    if pred.graph is not None and len(pred.graph) > 0:
+        for p in write_centerline_files(pred.graph, output_dir / f"{cid}_centerline"):
+            files["centerline" + "".join(p.suffixes[-2:] if p.name.endswith(".mrk.json") else p.suffixes[-1:])] = p
+    if mesh:
+        verts, faces = mesh_from_mask(pred.seg)
+        files["mesh"] = write_stl(output_dir / f"{cid}_vessels.stl", verts, faces)
+    t_write = time.perf_counter() - t0
+    timings = {"read": round(t_read, 4), **{k: v for k, v in pred.timings.items() if k != "total"},
+               "write": round(t_write, 4), "total": round(t_read + pred.timings["total"] + t_write, 4)}
+    return {
+        "id": cid,
+        "input": str(path),
+        **pred.info,
+        **mask_stats(pred.seg, pred.graph),
+        "geometry": geometry_dict(pred.seg),
+        "timings_s": timings,
+        "files": {k: Path(v).name for k, v in files.items()},
+    }
+
+
+__all__ = ["predict"]

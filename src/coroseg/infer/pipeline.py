@@ -1,0 +1,295 @@
+"""Whole-volume inference: ``predict`` (files in, files out) and ``predict_volume`` (in memory).
+
+Geometry path of one scan::
+
+    input Volume (any orientation)
+      -> orient_lps (flip/permute only, exact)       so RAS or flipped storage gives the same input
+      -> to_model_grid (linear, model spacing)        exactly as in training
+      -> normalise (clip + standardise, run config)
+      -> network stage(s) -> vessel probability on the model grid
+      -> resample_to_grid(input grid, linear)         the probability, not the mask
+      -> postprocess (threshold, keep trees, fill holes) on the input grid
+      -> <id>_seg on the input's own grid, origin, spacing and direction
+
+Centerline prior (crop models): ``"auto"`` = the run's locator + skeleton, a path = a
+``.vtp``/``.gml``/``.mrk.json`` file, a :class:`CenterlineGraph` = given in memory (label it
+``centerline_source="oracle"`` when it is the dataset's ground truth), ``"none"`` = no prior
+(the crop model tiles the whole volume, attention channel all zero). Grid models ignore it.
+The output centerline is always re-extracted from the final mask, so it describes the
+segmentation that is handed back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from coroseg.errors import CorosegError, InputError
+from coroseg.infer.postprocess import PostprocessOptions, postprocess
+from coroseg.infer.stages import MAX_VESSEL_FRACTION, StageInfo, locate, run_crops, run_grid
+from coroseg.io.centerline import CenterlineGraph
+from coroseg.io.volume import Volume, orient_lps, resample_to_grid
+
+log = logging.getLogger(__name__)
+
+CENTERLINE_MODES = ("auto", "none")
+#: probabilities at most this are treated as 0 when choosing the region to resample back
+PROB_FLOOR = 1e-3
+
+
+class Prediction(NamedTuple):
+    """Result of :func:`predict_volume`.
+
+    seg : Volume, uint8 {0, 1} on the input grid
+    prob : Volume, float32 vessel probability on the input grid
+    graph : CenterlineGraph or None, extracted from ``seg`` (LPS mm); None when not asked for
+    timings : dict, seconds per stage (and ``"total"``)
+    info : dict, what ran: centerline source, crops, iterations, device, prior graph size
+    """
+
+    seg: Volume
+    prob: Volume
+    graph: CenterlineGraph | None
+    timings: dict
+    info: dict
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without a GPU is an error."""
+    if isinstance(device, torch.device):
+        return device
+    d = str(device).lower()
+    if d == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if d.startswith("cuda") and not torch.cuda.is_available():
+        raise CorosegError(f"device {device!r} requested but no CUDA GPU is available; use --device cpu")
+    if d not in ("cpu",) and not d.startswith("cuda"):
+        raise CorosegError(f"device must be auto, cpu or cuda, not {device!r}")
+    return torch.device(d)
+
+
+def load(run: Any, device: torch.device):
+    """A loaded run (anything with ``.config``, ``.model``, ``.locator``) from a folder or as is."""
+    if isinstance(run, (str, Path)):
+        from coroseg.models.run import load_run
+
+        run = load_run(run, device="cpu")
+    for name in ("config", "model", "locator"):
+        if not hasattr(run, name):
+            raise TypeError(f"run must be a run folder or a LoadedRun, got {type(run).__name__}")
+    run.model.to(device).eval()
+    if run.locator is not None:
+        run.locator.to(device).eval()
+    return run
+
+
+def _prior_graph(run, vol_lps: Volume, centerline, device: torch.device, info: StageInfo,
+                 source: str | None, max_vessel_fraction: float) -> tuple[CenterlineGraph | None, str]:
+    cfg = run.config
+    if isinstance(centerline, CenterlineGraph):
+        return centerline, source or "given"
+    if isinstance(centerline, (str, Path)) and str(centerline) not in CENTERLINE_MODES:
+        from coroseg.io.centerline_files import check_centerline_in_image, read_centerline
+
+        t0 = time.perf_counter()
+        graph = read_centerline(Path(centerline), reference=vol_lps)
+        check_centerline_in_image(graph, vol_lps, centerline)
+        info.tick("centerline_read", t0)
+        return graph, source or "file"
+    if str(centerline) == "none":
+        return None, "none"
+    # auto
+    if run.locator is None or cfg.get("locator") is None:
+        where = getattr(run, "run_dir", None)
+        raise CorosegError("this crop model has no locator network (config 'locator' is null), so "
+                           "--centerline auto cannot find a centerline; pass --centerline FILE or none",
+                           None if where is None else Path(where) / "config.json")
+    _, graph = locate(vol_lps, run.locator, cfg["locator"], device=device, info=info,
+                      max_vessel_fraction=max_vessel_fraction)
+    return graph, (source or "auto") if graph is not None else "auto-failed"
+
+
+def predict_volume(
+    run: Any,
+    vol: Volume,
+    *,
+    centerline: str | Path | CenterlineGraph = "auto",
+    centerline_source: str | None = None,
+    device: str | torch.device = "auto",
+    postprocess_options: PostprocessOptions = PostprocessOptions(),
+    iterate: bool = True,
+    max_iterations: int = 3,
+    batch_size: int = 4,
+    extract_centerline: bool = True,
+    max_vessel_fraction: float = MAX_VESSEL_FRACTION,
+) -> Prediction:
+    """Segment one in-memory volume.
+
+    Parameters
+    ----------
+    run : LoadedRun or path
+        A trained run (``coroseg.models.run.load_run``) or its folder.
+    vol : Volume
+        HU image, any orientation and spacing.
+    centerline : "auto", "none", path or CenterlineGraph
+        Centerline prior for crop models (ignored by grid models); see the module docstring.
+    centerline_source : str, optional
+        Label reported for the prior (e.g. ``"oracle"`` for a ground-truth graph).
+    device : "auto", "cpu", "cuda" or torch.device
+    postprocess_options : PostprocessOptions
+    iterate, max_iterations : bool, int
+        Iterative crop addition (crop models).
+    batch_size : int
+        Windows / crops per forward pass.
+    extract_centerline : bool
+        Skeletonise the final mask into the returned graph.
+    max_vessel_fraction : float
+        Masks covering more of the volume are not coronary trees (an untrained or wrong
+        model): no centerline is extracted from them (locator: crop model runs without a
+        prior, source ``"auto-failed"``; output: graph ``None``), with a warning in ``info``.
+
+    Returns
+    -------
+    Prediction
+        ``(seg, prob, graph, timings, info)``; ``seg`` and ``prob`` share ``vol``'s grid exactly.
+    """
+    from coroseg.data.preprocess import normalise, to_model_grid
+
+    t_start = time.perf_counter()
+    dev = resolve_device(device)
+    run = load(run, dev)
+    cfg = run.config
+    info = StageInfo()
+    t0 = time.perf_counter()
+    vol_lps = orient_lps(vol)
+    grid = to_model_grid(vol_lps, cfg["spacing"])
+    norm = normalise(grid.array, cfg["intensity"])
+    t0 = info.tick("preprocess", t0)
+
+    source = "none"
+    prior_nodes = None
+    if cfg.get("sampler", "grid") == "crop":
+        prior, source = _prior_graph(run, vol_lps, centerline, dev, info, centerline_source, max_vessel_fraction)
+        t0 = time.perf_counter()
+        if prior is None:  # no prior: crop model over the whole volume, attention all zero
+            prob = run_grid(norm, run.model, cfg, device=dev, batch_size=batch_size)
+            info.tick("network", t0)
+        else:
+            prior_nodes = len(prior)
+            prob, _ = run_crops(norm, grid, prior, run.model, cfg, device=dev, batch_size=batch_size,
+                                iterate=iterate, max_iterations=max_iterations,
+                                threshold=postprocess_options.threshold, info=info,
+                                max_vessel_fraction=max_vessel_fraction)
+    else:
+        if isinstance(centerline, CenterlineGraph) or str(centerline) not in CENTERLINE_MODES:
+            info.warn(f"{cfg.get('model')} is a grid model: the given centerline is not used")
+        prob = run_grid(norm, run.model, cfg, device=dev, batch_size=batch_size)
+        info.tick("network", t0)
+
+    t0 = time.perf_counter()
+    prob_arr = np.zeros(vol.shape, np.float32)
+    seg_arr = np.zeros(vol.shape, np.uint8)
+    box = _input_box(prob, grid, vol, floor=min(PROB_FLOOR, postprocess_options.threshold))
+    if box is not None:  # resample and post-process only where the network said anything
+        sub = _sub_grid(vol, box)
+        back = resample_to_grid(grid.with_array(prob.astype(np.float32, copy=False), is_label=False), sub,
+                                order=1, default=0.0).array
+        np.clip(back, 0.0, 1.0, out=back)
+        prob_arr[box] = back
+        t0 = info.tick("resample_back", t0)
+        seg_arr[box] = postprocess(back, postprocess_options, spacing=vol.spacing)
+        t0 = info.tick("postprocess", t0)
+    prob_in = vol.with_array(prob_arr, is_label=False)
+    seg = vol.with_array(seg_arr, is_label=True)
+    graph = None
+    if extract_centerline:
+        from coroseg.prior.skeleton import centerline_from_mask
+
+        frac = float(seg.array.mean())
+        if frac > max_vessel_fraction:
+            info.warn(f"segmentation covers {100 * frac:.1f} % of the volume: no centerline extracted")
+        else:
+            # skeletonise in the LPS-oriented frame, so the graph does not depend on storage order
+            graph = centerline_from_mask(orient_lps(seg))
+        info.tick("centerline_output", t0)
+    timings = {k: round(v, 4) for k, v in info.timings.items()}
+    timings["total"] = round(time.perf_counter() - t_start, 4)
+    meta = {"centerline_source": source, "n_crops": info.n_crops, "iterations": info.iterations,
+            "prior_nodes": prior_nodes, "device": str(dev), "model": cfg.get("model"),
+            "model_grid_shape": list(grid.shape), "model_spacing": list(grid.spacing),
+            "warnings": list(info.warnings)}
+    return Prediction(seg, prob_in, graph, timings, meta)
+
+
+def _input_box(prob: np.ndarray, grid: Volume, vol: Volume, *, margin: int = 2,
+               floor: float = PROB_FLOOR) -> tuple[slice, ...] | None:
+    """Slices of ``vol``'s grid covering every model-grid voxel with probability above ``floor``.
+
+    The box of those voxels (grown by ``margin`` voxels, for the linear interpolation's
+    reach) is mapped through world space onto the input grid; ``None`` when all is zero.
+    Outside it every interpolated probability is at most ``floor`` (below any sensible
+    threshold), so the mask is the same as from the whole volume and the saved probability
+    differs by at most ``floor``; crop models leave most of the volume untouched, so this
+    saves most of the resampling and post-processing time.
+    """
+    nz = np.nonzero(prob.max(axis=(1, 2)) > floor)[0]
+    if len(nz) == 0:
+        return None
+    ny = np.nonzero(prob.max(axis=(0, 2)) > floor)[0]
+    nx_ = np.nonzero(prob.max(axis=(0, 1)) > floor)[0]
+    lo = np.array([nz[0], ny[0], nx_[0]]) - margin
+    hi = np.array([nz[-1], ny[-1], nx_[-1]]) + margin
+    corners = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])], float)
+    idx = vol.world_to_index(grid.index_to_world(corners))
+    start = np.clip(np.floor(idx.min(0)).astype(int) - margin, 0, np.array(vol.shape))
+    stop = np.clip(np.ceil(idx.max(0)).astype(int) + margin + 1, 0, np.array(vol.shape))
+    if np.any(stop <= start):
+        return None
+    return tuple(slice(int(a), int(b)) for a, b in zip(start, stop))
+
+
+def _sub_grid(vol: Volume, box: tuple[slice, ...]) -> Volume:
+    """The geometry of ``vol[box]`` (same spacing and direction, shifted origin)."""
+    start = np.array([b.start for b in box], float)
+    shape = tuple(b.stop - b.start for b in box)
+    origin = vol.index_to_world(start[None])[0]
+    return Volume(np.zeros(shape, np.uint8), vol.spacing, tuple(origin), vol.direction.copy())
+
+
+def find_inputs(path: str | Path) -> list[Path]:
+    """The scans under ``path``: the file itself, a DICOM series folder, or a folder's volume files.
+
+    A folder holding volume files (``.nrrd``, ``.nii.gz``, ...) is a batch, sorted by name;
+    a folder holding none is read as one DICOM series.
+    """
+    from coroseg.io.volume import volume_extension
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError("no such file or folder", path)
+    if path.is_file():
+        if volume_extension(path) is None:
+            raise InputError(f"unsupported file type {''.join(path.suffixes) or '(none)'}; expected a "
+                             ".nrrd, .nii(.gz), .mha/.mhd file or a DICOM folder", path)
+        return [path]
+    files = sorted(p for p in path.iterdir() if p.is_file() and volume_extension(p) and not p.name.startswith("."))
+    if files:
+        return files
+    subdirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if subdirs and not any(p.is_file() and not p.name.startswith(".") for p in path.iterdir()):
+        return subdirs  # a folder of DICOM series folders
+    return [path]
+
+
+def case_id(path: Path) -> str:
+    from coroseg.io.volume import strip_extension
+
+    return path.name if path.is_dir() else strip_extension(path)
+
+
+__all__ = ["predict_volume", "Prediction", "resolve_device", "find_inputs", "case_id", "load", "CENTERLINE_MODES"]

@@ -1,0 +1,337 @@
+"""The network stages of whole-volume inference, on the model grid.
+
+- :func:`run_grid`: grid models, sliding window over the whole volume (2D slice by slice).
+- :func:`locate`: stage 1 of crop models, ``--centerline auto``: the run's locator network
+  (a small 3D grid U-Net, no prior, coarser spacing) segments the whole scan; its mask is
+  skeletonised into a :class:`~coroseg.io.centerline.CenterlineGraph`
+  (:func:`coroseg.prior.centerline_from_mask`).
+- :func:`run_crops`: stage 2, the crop model on crops centred on clusters of centerline points
+  (:func:`coroseg.prior.crop_centres`), with the attention channel
+  (:func:`coroseg.prior.attention_channel`) built exactly as in training; optionally iterated:
+  the centerline is re-extracted from the stage-2 mask and crops are added where the vessels
+  leave the region covered so far, until nothing new is found.
+
+All functions take normalised arrays / HU volumes already on an LPS-oriented grid and return
+probabilities; geometry bookkeeping lives in :mod:`coroseg.infer.pipeline`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from coroseg.infer.crops import CropAccumulator, crop_boxes, predict_crops
+from coroseg.infer.postprocess import keep_main_components
+from coroseg.infer.windows import sliding_window, vessel_predictor
+from coroseg.io.centerline import CenterlineGraph
+from coroseg.io.volume import Volume
+
+log = logging.getLogger(__name__)
+
+#: sliding-window defaults (nnU-Net uses 0.5 overlap; 0.25 is MONAI's default and ~2x cheaper)
+OVERLAP = 0.25
+#: spacing of centerline points used for crop centres (mm)
+POINT_STEP_MM = 1.0
+#: a mask covering more than this fraction of the volume is not a coronary tree (coronaries
+#: fill ~0.1-0.5 % of a CTCA scan); skeletonising it would be slow and meaningless
+MAX_VESSEL_FRACTION = 0.1
+
+
+@dataclass
+class StageInfo:
+    """What a stage did: timings (s), crop counts, iterations."""
+
+    timings: dict[str, float] = field(default_factory=dict)
+    n_crops: int = 0
+    iterations: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, message: str) -> None:
+        log.warning("%s", message)
+        self.warnings.append(message)
+
+    def tick(self, name: str, t0: float) -> float:
+        t = time.perf_counter()
+        self.timings[name] = self.timings.get(name, 0.0) + (t - t0)
+        return t
+
+
+def pad_value(intensity: dict) -> float:
+    """Normalised value of the lowest clipped HU (air): what the network sees outside the body."""
+    from coroseg.data.preprocess import normalise
+
+    lo = float(intensity["clip"][0])
+    return float(normalise(np.array([lo], np.float32), intensity)[0])
+
+
+def run_grid(norm: np.ndarray, model: torch.nn.Module, config: dict, *, device: torch.device,
+             batch_size: int = 4, overlap: float = OVERLAP) -> np.ndarray:
+    """Vessel probability ``(Z, Y, X)`` of a model slid over the whole normalised volume.
+
+    A crop model run this way (no centerline prior) gets an all-zero attention map.
+    """
+    chans, cvals = model_input(norm, None, config)
+    return sliding_window(chans, vessel_predictor(model), patch_size=config["patch_size"], overlap=overlap,
+                          batch_size=batch_size, device=device, mode="gaussian", cval=cvals[0])
+
+
+def locate(vol_lps: Volume, locator: torch.nn.Module, loc_cfg: dict, *, device: torch.device,
+           batch_size: int = 4, info: StageInfo | None = None,
+           max_vessel_fraction: float = MAX_VESSEL_FRACTION) -> tuple[Volume, CenterlineGraph | None]:
+    """Stage 1: locator probability on its own grid, and the centerline skeletonised from it.
+
+    Parameters
+    ----------
+    vol_lps : Volume
+        HU image, LPS-oriented (any spacing).
+    locator : torch.nn.Module
+        3D grid network, 1 input channel, logits (N, 2, ...).
+    loc_cfg : dict
+        The run config's ``"locator"`` entry: ``spacing``, ``patch_size``, ``intensity``,
+        ``threshold`` (default 0.5).
+
+    Returns
+    -------
+    prob : Volume
+        Locator vessel probability on the locator grid.
+    graph : CenterlineGraph or None
+        LPS mm; empty when the locator finds nothing; ``None`` (with a warning in ``info``)
+        when its mask covers more than ``max_vessel_fraction`` of the volume.
+    """
+    from coroseg.data.preprocess import normalise, to_model_grid
+    from coroseg.prior.skeleton import centerline_from_mask
+
+    info = info if info is not None else StageInfo()
+    t0 = time.perf_counter()
+    grid = to_model_grid(vol_lps, loc_cfg["spacing"])
+    norm = normalise(grid.array, loc_cfg["intensity"])
+    t0 = info.tick("locator_preprocess", t0)
+    prob = sliding_window(norm, vessel_predictor(locator), patch_size=loc_cfg["patch_size"], overlap=OVERLAP,
+                          batch_size=batch_size, device=device, cval=pad_value(loc_cfg["intensity"]))
+    t0 = info.tick("locator_network", t0)
+    mask = keep_main_components(prob >= float(loc_cfg.get("threshold", 0.5)), spacing=grid.spacing)
+    frac = float(mask.mean())
+    if frac > max_vessel_fraction:
+        info.warn(f"locator mask covers {100 * frac:.1f} % of the volume (more than "
+                  f"{100 * max_vessel_fraction:g} %): not a coronary tree, running without a centerline prior")
+        info.tick("locator_centerline", t0)
+        return grid.with_array(prob, is_label=False), None
+    graph = centerline_from_mask(grid.with_array(mask.astype(np.uint8), is_label=True))
+    info.tick("locator_centerline", t0)
+    return grid.with_array(prob, is_label=False), graph
+
+
+def centre_points(graph: CenterlineGraph, grid: Volume, *, step_mm: float = POINT_STEP_MM) -> np.ndarray:
+    """Centerline points as fractional indices ``(N, 3)`` of ``grid``, only those inside it."""
+    if len(graph) == 0:
+        return np.zeros((0, 3))
+    pts, _ = graph.dense_points(step_mm)
+    idx = grid.world_to_index(pts)
+    inside = np.all((idx > -0.5) & (idx < np.array(grid.shape) - 0.5), axis=1)
+    return idx[inside]
+
+
+def crop_starts(points_idx: np.ndarray, grid: Volume, config: dict) -> np.ndarray:
+    """Crop start indices ``(M, 3)`` covering ``points_idx`` with the run's clustering method."""
+    from coroseg.prior.crops import crop_centres, crop_centres_2d
+
+    if len(points_idx) == 0:
+        return np.zeros((0, 3), np.int64)
+    crop_cfg = dict(config.get("crop") or {})
+    kwargs = {k: crop_cfg[k] for k in ("eps_mm", "merge_radius", "n_clusters") if crop_cfg.get(k) is not None}
+    kwargs.update(method=crop_cfg.get("method", "kmeans"), spacing=tuple(grid.spacing),
+                  seed=int(config.get("seed", 0) or 0), shape=tuple(grid.shape))
+    # cluster with crops shrunk by the border margin, so that every centerline point lies at
+    # least ``margin`` voxels inside its full-size crop (room for the vessel's radius)
+    inner = np.asarray(config["patch_size"], dtype=np.int64) - 2 * crop_margin(config["patch_size"])
+    kwargs["shape"] = tuple(np.asarray(grid.shape) - 2 * crop_margin(config["patch_size"]))
+    if inner[0] == 1:
+        centres = crop_centres_2d(points_idx, size_2d=inner[1:].tolist(), **kwargs)
+    else:
+        centres = crop_centres(points_idx, size=tuple(inner.tolist()), **kwargs)
+    return crop_boxes(np.asarray(centres), grid.shape, config["patch_size"])
+
+
+def attention(graph: CenterlineGraph, grid: Volume, config: dict) -> np.ndarray:
+    """The attention map ``(Z, Y, X)`` float32 in [0, 1] on ``grid``, as in training."""
+    from coroseg.prior.attention import attention_channel
+
+    acfg = config.get("attention_cfg") or {}
+    kwargs = {k: acfg[k] for k in ("dilation_mm", "mode") if acfg.get(k) is not None}
+    return np.asarray(attention_channel(graph, grid, **kwargs), dtype=np.float32)
+
+
+def model_input(norm: np.ndarray, att: np.ndarray | None, config: dict) -> tuple[np.ndarray, list[float]]:
+    """Network input channels ``(C, Z, Y, X)`` and their padding values, as in training.
+
+    Attention models get a second channel: the attention map itself (what
+    :class:`coroseg.data.sampling.PatchDataset` feeds in training), or, only when
+    ``attention_cfg["combine"] == "add"``, the image enhanced on the centerline by
+    ``attention_cfg["weight"]`` (:func:`coroseg.prior.attention.add_attention`). Channel 0 is
+    always the untouched image. Padding: the image's lowest normalised value, attention 0.
+    """
+    from coroseg.prior.attention import add_attention, stack_attention
+
+    cval = pad_value(config["intensity"])
+    if not config.get("attention", False):
+        return norm[None], [cval]
+    if att is None:
+        att = np.zeros_like(norm)
+    acfg = config.get("attention_cfg") or {}
+    if acfg.get("combine", "stack") == "add":
+        weight = acfg.get("weight")
+        return add_attention(norm, att, weight=float(1.0 if weight is None else weight)), [cval, cval]
+    return stack_attention(norm, att), [cval, 0.0]
+
+
+def thin_points(points: np.ndarray, cell: Sequence[int]) -> np.ndarray:
+    """One point (the first) per cell of a lattice of ``cell`` voxels: fewer points, same places.
+
+    Keeps crop clustering cheap when thousands of border voxels seed new crops; every dropped
+    point lies within one cell of a kept one, i.e. within the crop margin.
+    """
+    pts = np.asarray(points, dtype=float).reshape(-1, 3)
+    if len(pts) == 0:
+        return pts
+    c = np.maximum(np.asarray(cell, dtype=float), 1.0)
+    _, first = np.unique(np.floor(pts / c).astype(np.int64), axis=0, return_index=True)
+    return pts[np.sort(first)]
+
+
+def crop_margin(patch_size: Sequence[int]) -> np.ndarray:
+    """Border margin (voxels) per axis: ``max(2, size // 8)``, 0 for single-slice axes."""
+    size = np.asarray(patch_size, dtype=np.int64)
+    return np.where(size > 1, np.maximum(2, size // 8), 0)
+
+
+def border_voxels(mask: np.ndarray, covered: np.ndarray, margin: Sequence[int]) -> np.ndarray:
+    """Indices ``(N, 3)`` of vessel voxels within ``margin`` of the covered region's edge.
+
+    The edge of the volume does not count: a vessel there has nowhere further to go. These
+    are the places where a vessel may leave the crops, so they seed new crops.
+    """
+    from scipy import ndimage
+
+    m = np.asarray(margin, dtype=np.int64)
+    if not mask.any() or m.max() == 0:
+        return np.zeros((0, 3))
+    lo = np.maximum(np.argwhere(mask).min(0) - m - 1, 0)
+    hi = np.argwhere(mask).max(0) + m + 2
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    # erode the covered region by the margin (box structure, per-axis radius) with the outside
+    # of the volume counting as covered; working on the mask's bounding box grown by the
+    # margin gives the same answer at every mask voxel as eroding the whole volume
+    pad_lo = np.maximum(lo - m, 0)
+    pad_hi = hi + m
+    big = tuple(slice(a, b) for a, b in zip(pad_lo, pad_hi))
+    cov = covered[big]
+    struct = np.ones(tuple(2 * m + 1), bool)
+    interior = ndimage.binary_erosion(cov, structure=struct, border_value=1)
+    inner = tuple(slice(a - b, a - b + (min(c, n) - a)) for a, b, c, n in zip(lo, pad_lo, hi, mask.shape))
+    edge = mask[box] & ~interior[inner]
+    return np.argwhere(edge).astype(float) + lo
+
+
+def uncovered_points(points_idx: np.ndarray, starts: np.ndarray, shape: Sequence[int],
+                     patch_size: Sequence[int], *, margin: Sequence[int] | None = None) -> np.ndarray:
+    """Points not inside any crop's interior (crop shrunk by ``margin`` except at volume edges).
+
+    A vessel point within ``margin`` voxels of a crop face that is not also a volume face is
+    "at the crop border": the vessel may continue outside, so it needs its own crop.
+    """
+    pts = np.asarray(points_idx, dtype=float).reshape(-1, 3)
+    if len(pts) == 0:
+        return pts
+    size = np.asarray(patch_size, dtype=float)
+    if margin is None:
+        margin = crop_margin(patch_size)
+    margin = np.asarray(margin, dtype=float)
+    dims = np.asarray(shape, dtype=float)
+    st = np.asarray(starts, dtype=float).reshape(-1, 3)
+    if len(st) == 0:
+        return pts
+    lo = np.where(st <= 0, -np.inf, st + margin)  # (M, 3)
+    hi_face = st + size
+    hi = np.where(hi_face >= dims, np.inf, hi_face - 1 - margin)
+    r = np.round(pts)
+    inside = np.zeros(len(pts), bool)
+    for a, b in zip(lo, hi):
+        inside |= np.all((r >= a) & (r <= b), axis=1)
+    return pts[~inside]
+
+
+def run_crops(norm: np.ndarray, grid: Volume, graph: CenterlineGraph, model: torch.nn.Module, config: dict, *,
+              device: torch.device, batch_size: int = 8, iterate: bool = True, max_iterations: int = 3,
+              threshold: float = 0.5, info: StageInfo | None = None,
+              max_vessel_fraction: float = MAX_VESSEL_FRACTION) -> tuple[np.ndarray, CenterlineGraph]:
+    """Stage 2: crop model at crop centres of ``graph``; returns probability and final prior graph.
+
+    Parameters
+    ----------
+    norm : (Z, Y, X) ndarray of float32
+        Normalised image on the model grid ``grid``.
+    graph : CenterlineGraph
+        The centerline prior (LPS mm).
+    iterate : bool
+        Re-extract the centerline from the result and add crops where vessels touch the border
+        of the covered region, at most ``max_iterations`` extra rounds.
+
+    Returns
+    -------
+    prob : (Z, Y, X) ndarray of float32
+        0 outside every crop.
+    graph : CenterlineGraph
+        The prior used last (the input graph, or the re-extracted one after iterating).
+    """
+    from coroseg.prior.skeleton import centerline_from_mask
+
+    info = info if info is not None else StageInfo()
+    use_att = bool(config.get("attention", False))
+    predictor = vessel_predictor(model)
+    acc = CropAccumulator.empty(grid.shape)
+    all_starts = np.zeros((0, 3), np.int64)
+    points = centre_points(graph, grid)
+    current = graph
+    for it in range(1 + (max_iterations if iterate else 0)):
+        t0 = time.perf_counter()
+        starts = crop_starts(points, grid, config)
+        if len(all_starts):  # never run the same crop twice
+            seen = {tuple(s) for s in all_starts}
+            starts = np.array([s for s in starts if tuple(s) not in seen], np.int64).reshape(-1, 3)
+        if len(starts) == 0:
+            break
+        att = attention(current, grid, config) if use_att else None
+        chans, cvals = model_input(norm, att, config)
+        t0 = info.tick("crop_centres", t0)
+        predict_crops(chans, starts, predictor, patch_size=config["patch_size"], batch_size=batch_size,
+                      device=device, cval=cvals, accumulator=acc)
+        t0 = info.tick("crop_network", t0)
+        all_starts = np.concatenate([all_starts, starts])
+        info.iterations = it + 1
+        if not iterate or it == max_iterations:
+            break
+        mask = keep_main_components(acc.probability() >= threshold, spacing=grid.spacing)
+        if not mask.any():
+            break
+        if mask.mean() > max_vessel_fraction:
+            info.warn(f"stage-2 mask covers {100 * mask.mean():.1f} % of the volume: not iterating")
+            break
+        current = centerline_from_mask(grid.with_array(mask.astype(np.uint8), is_label=True))
+        points = thin_points(np.concatenate([
+            uncovered_points(centre_points(current, grid), all_starts, grid.shape, config["patch_size"]),
+            border_voxels(mask, acc.covered, crop_margin(config["patch_size"]))]), crop_margin(config["patch_size"]))
+        info.tick("crop_iterate_centerline", t0)
+        if len(points) == 0:
+            break
+        log.debug("iteration %d: %d centerline points at crop borders", it + 1, len(points))
+    info.n_crops = int(len(all_starts))
+    return acc.probability(), current
+
+
+__all__ = ["run_grid", "locate", "run_crops", "centre_points", "crop_starts", "attention", "uncovered_points",
+           "pad_value", "model_input", "border_voxels", "crop_margin", "thin_points", "StageInfo", "MAX_VESSEL_FRACTION", "OVERLAP"]

@@ -1,0 +1,224 @@
+"""End-to-end ``predict`` / ``predict_volume`` on a tube phantom with deterministic networks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from coroseg.errors import CorosegError, InputError
+from coroseg.infer import PostprocessOptions, predict, predict_volume
+from coroseg.infer.outputs import read_stl
+from coroseg.io.centerline_files import read_centerline, write_centerline
+from coroseg.io.volume import Volume, grid_mismatch, read_volume, resample_to_grid, write_volume
+from infer_helpers import dice, flipped, tube_phantom
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = (REPO / ".." / "shared" / "data").resolve()
+needs_shared = pytest.mark.skipif(not SHARED.exists(), reason="../shared/data is absent (real reference data)")
+
+
+def shifted(vol: Volume, origin=(-21.5, 14.25, 102.0)) -> Volume:
+    return Volume(vol.array, vol.spacing, origin, vol.direction, vol.is_label)
+
+
+@pytest.fixture
+def scan():
+    """Anisotropic scan (not at the model spacing) with a non-zero origin, and its label."""
+    img, lab, graph = tube_phantom(shape=(30, 48, 48), spacing=(1.2, 0.9, 0.9))
+    return shifted(img), shifted(lab), graph.transformed(lambda p: p + np.array([-21.5, 14.25, 102.0]))
+
+
+def assert_same_geometry(a: Volume, b: Volume) -> None:
+    assert a.shape == b.shape
+    np.testing.assert_allclose(a.spacing, b.spacing, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(a.origin, b.origin, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(a.direction, b.direction, rtol=0, atol=1e-6)
+
+
+def test_predict_writes_all_outputs_geometry_exact(tmp_path, scan, fake_run):
+    img, lab, _ = scan
+    src = write_volume(img, tmp_path / "in" / "case_7.nrrd")
+    out = tmp_path / "out"
+    [summary] = predict(fake_run("unet3d_crop"), src, out, save_prob=True, mesh=True, progress=False)
+
+    seg = read_volume(out / "case_7_seg.nrrd", is_label=True)
+    prob = read_volume(out / "case_7_prob.nrrd")
+    ref = read_volume(src)
+    assert_same_geometry(seg, ref)
+    assert_same_geometry(prob, ref)
+    assert seg.array.dtype == np.uint8 and set(np.unique(seg.array)) == {0, 1}
+    assert prob.array.dtype == np.float32 and 0.0 <= prob.array.min() and prob.array.max() <= 1.0
+    assert dice(seg.array, lab.array) > 0.85
+
+    # centerline files reload, in the image, two trees
+    for ext in (".vtp", ".gml", ".mrk.json"):
+        g = read_centerline(out / f"case_7_centerline{ext}", reference=ref)
+        assert len(g) > 10 and len(g.ostia()) == 2
+        idx = ref.world_to_index(g.positions())
+        assert np.all((idx > -0.5) & (idx < np.array(ref.shape) - 0.5))
+    # STL vertices: LPS world coordinates inside the image box
+    _, tri = read_stl(out / "case_7_vessels.stl")
+    assert len(tri) > 100
+    idx = ref.world_to_index(tri.reshape(-1, 3))
+    assert np.all((idx > -1.0) & (idx < np.array(ref.shape)))
+
+    data = json.loads((out / "summary.json").read_text())
+    assert data["cases"] == [summary]
+    assert summary["centerline_source"] == "auto" and summary["n_crops"] > 0
+    assert summary["vessel_volume_mm3"] == pytest.approx(seg.array.sum() * np.prod(seg.spacing))
+    assert summary["tree_length_mm"] > 40 and summary["n_branches"] >= 3
+    for stage in ("read", "preprocess", "locator_network", "crop_network", "resample_back", "postprocess",
+                  "write", "total"):
+        assert summary["timings_s"][stage] >= 0
+    assert sorted(summary["files"]) == ["centerline.gml", "centerline.mrk.json", "centerline.vtp", "mesh",
+                                        "prob", "seg"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporaries left
+
+
+@pytest.mark.parametrize("model", ["unet3d_crop", "unet2d_crop", "unet3d_grid", "unet2d_grid"])
+@pytest.mark.parametrize("axes", [(2,), (1, 2), (0, 1, 2)], ids=["flip_x", "ras", "flip_all"])
+def test_orientation_invariance(scan, fake_run, model, axes):
+    """The same scan stored flipped / RAS gives the same segmentation in world space."""
+    img, _, _ = scan
+    patch = (1, 32, 32) if "2d" in model else (16, 16, 16)
+    run = fake_run(model, patch=patch)
+    base = predict_volume(run, img, device="cpu")
+    var_img = flipped(img, axes)
+    if axes == (1, 2):
+        np.testing.assert_allclose(var_img.direction, np.diag([-1.0, -1.0, 1.0]))  # RAS storage
+    var = predict_volume(run, var_img, device="cpu")
+    assert_same_geometry(var.seg, var_img)
+    back = resample_to_grid(var.seg, img)  # nearest: the grids coincide voxel for voxel
+    assert base.seg.array.sum() > 200
+    assert dice(back.array, base.seg.array) >= 0.99
+    if base.graph is not None:
+        assert var.graph.length_mm() == pytest.approx(base.graph.length_mm(), rel=0.05)
+
+
+def test_centerline_file_auto_oracle_and_none(tmp_path, scan, fake_run):
+    img, lab, gt = scan
+    run = fake_run("unet3d_crop")
+    write_centerline(gt, tmp_path / "gt.vtp")
+    write_centerline(gt, tmp_path / "gt.gml")
+    auto = predict_volume(run, img, centerline="auto")
+    from_vtp = predict_volume(run, img, centerline=tmp_path / "gt.vtp")
+    from_gml = predict_volume(run, img, centerline=str(tmp_path / "gt.gml"))
+    oracle = predict_volume(run, img, centerline=gt, centerline_source="oracle")
+    none = predict_volume(run, img, centerline="none")
+    assert [p.info["centerline_source"] for p in (auto, from_vtp, from_gml, oracle, none)] == \
+        ["auto", "file", "file", "oracle", "none"]
+    assert none.info["n_crops"] == 0 and oracle.info["n_crops"] > 0
+    for p in (auto, from_vtp, from_gml, oracle, none):
+        assert dice(p.seg.array, lab.array) > 0.85
+    np.testing.assert_array_equal(from_vtp.seg.array, oracle.seg.array)
+    np.testing.assert_array_equal(from_gml.seg.array, oracle.seg.array)
+    grid = predict_volume(fake_run("unet3d_grid"), img, centerline=gt)
+    assert grid.info["centerline_source"] == "none" and "grid model" in grid.info["warnings"][0]
+
+
+def test_iteration_adds_crops_where_vessels_leave(scan, fake_run):
+    """A prior covering only one tree: iterating finds the rest of what the crops touch."""
+    img, lab, gt = scan
+    run = fake_run("unet3d_crop")
+    pos = gt.positions()
+    part = gt.copy()
+    # keep only the first tree's proximal half (x < -5 mm in this frame ~ tree 1's start)
+    far = [n for n, p in zip(part.nodes, pos) if p[2] > 102.0 + 14.0]
+    part.graph.remove_nodes_from(far)
+    once = predict_volume(run, img, centerline=part, iterate=False)
+    more = predict_volume(run, img, centerline=part, iterate=True, max_iterations=4)
+    assert more.info["n_crops"] > once.info["n_crops"]
+    assert more.seg.array.sum() > once.seg.array.sum()
+    assert dice(more.seg.array, lab.array) > dice(once.seg.array, lab.array)
+
+
+def test_batch_folder_keeps_extensions(tmp_path, scan, fake_run):
+    img, _, _ = scan
+    write_volume(img, tmp_path / "in" / "a.nii.gz")
+    write_volume(flipped(img, (0,)), tmp_path / "in" / "b.mha")
+    out = tmp_path / "out"
+    summaries = predict(fake_run("unet3d_grid"), tmp_path / "in", out, progress=False)
+    assert [s["id"] for s in summaries] == ["a", "b"]
+    assert (out / "a_seg.nii.gz").exists() and (out / "b_seg.mha").exists()
+    assert len(json.loads((out / "summary.json").read_text())["cases"]) == 2
+    assert summaries[0]["centerline_source"] == "none"
+    # a later run into the same folder keeps the other scans' entries and replaces its own
+    predict(fake_run("unet3d_grid"), tmp_path / "in" / "a.nii.gz", out, progress=False)
+    assert [c["id"] for c in json.loads((out / "summary.json").read_text())["cases"]] == ["b", "a"]
+
+
+def test_real_run_folder_loads_and_predicts(tmp_path, scan, real_run_dir):
+    img, _, _ = scan
+    src = write_volume(img, tmp_path / "scan.nii.gz")
+    [s] = predict(real_run_dir, src, tmp_path / "out", device="cpu", progress=False,
+                  postprocess=PostprocessOptions.none())
+    seg = read_volume(tmp_path / "out" / "scan_seg.nii.gz", is_label=True)
+    assert grid_mismatch(read_volume(src), seg, atol=1e-5) is None
+    assert s["model"] == "unet3d_crop" and s["device"] == "cpu"
+    # a random locator marks a large part of the volume: detected, run without a prior, said so
+    assert s["centerline_source"] == "auto-failed" and s["n_crops"] == 0
+    assert any("not a coronary tree" in w for w in s["warnings"])
+
+
+def test_bad_inputs_name_the_file(tmp_path, scan, fake_run):
+    img, _, _ = scan
+    run = fake_run("unet3d_crop")
+    with pytest.raises(InputError, match="nope.nrrd: no such file"):
+        predict(run, tmp_path / "nope.nrrd", tmp_path / "out")
+    (tmp_path / "x.txt").write_text("hi")
+    with pytest.raises(InputError, match="x.txt: unsupported file type"):
+        predict(run, tmp_path / "x.txt", tmp_path / "out")
+    src = write_volume(img, tmp_path / "s.nrrd")
+    with pytest.raises(InputError, match="cl.vtp: centerline file not found"):
+        predict(run, src, tmp_path / "out", centerline=tmp_path / "cl.vtp")
+    no_loc = fake_run("unet3d_crop", locator=False)
+    with pytest.raises(CorosegError, match="no locator"):
+        predict(no_loc, src, tmp_path / "out")
+    # a batch with one corrupt file: the good one is written, then the failure is reported
+    batch = tmp_path / "batch"
+    write_volume(img, batch / "good.nrrd")
+    (batch / "bad.nrrd").write_bytes(b"NRRD0004\nnonsense\n")
+    with pytest.raises(CorosegError, match="1 of 2 scans failed: .*bad.nrrd"):
+        predict(fake_run("unet3d_grid"), batch, tmp_path / "out2", progress=False)
+    assert (tmp_path / "out2" / "good_seg.nrrd").exists()
+    cases = json.loads((tmp_path / "out2" / "summary.json").read_text())["cases"]
+    assert [("error" in c) for c in cases] == [True, False]
+
+
+@needs_shared
+@pytest.mark.parametrize("rel", ["real-ct/chest-cta/ct.nii.gz", "real-ct/dicom-series"])
+def test_real_ct_end_to_end(tmp_path, fake_run, rel):
+    """Real chest CTA (NIfTI) and a real DICOM series: runs, geometry-correct outputs."""
+    src = SHARED / rel
+    run = fake_run("unet3d_crop", patch=(32, 32, 32), spacing=(1.5, 1.5, 1.5))
+    run.config["locator"]["spacing"] = [2.0, 2.0, 2.0]
+    run.config["intensity"] = {"clip": [-200.0, 800.0], "mean": 250.0, "std": 150.0}
+    run.config["locator"]["intensity"] = run.config["intensity"]
+    # the threshold "network" marks bone and blood pool too (~9 % of the scan): skip the iteration
+    [s] = predict(run, src, tmp_path / "out", mesh=True, progress=False, iterate=False)
+    ref = read_volume(src)
+    seg = read_volume(tmp_path / "out" / s["files"]["seg"], is_label=True)
+    assert s["files"]["seg"].endswith(".nii.gz")
+    assert_same_geometry(seg, ref)
+    assert s["vessel_volume_mm3"] >= 0 and s["timings_s"]["total"] > 0
+
+
+@pytest.mark.parametrize("direction", [np.eye(3), np.diag([-1.0, -1.0, 1.0])])
+def test_box_resample_equals_whole_volume(direction):
+    """Resampling only the box of non-zero probability gives the whole-volume answer exactly."""
+    from coroseg.infer.pipeline import _input_box, _sub_grid
+
+    vol = Volume(np.zeros((23, 31, 29), np.int16), (1.3, 0.7, 0.8), (5.0, -3.0, 12.0), direction)
+    grid = Volume(np.zeros((30, 22, 23), np.float32), (1.0, 1.0, 1.0), vol.origin, direction)
+    prob = np.zeros(grid.shape, np.float32)
+    prob[10:16, 5:9, 12:20] = np.random.default_rng(0).random((6, 4, 8), dtype=np.float32)
+    full = resample_to_grid(grid.with_array(prob), vol, order=1, default=0.0).array
+    box = _input_box(prob, grid, vol)
+    part = np.zeros(vol.shape, np.float32)
+    part[box] = resample_to_grid(grid.with_array(prob), _sub_grid(vol, box), order=1, default=0.0).array
+    assert np.count_nonzero(full) > 50
+    np.testing.assert_allclose(part, full, atol=1e-6)
+    assert _input_box(np.zeros_like(prob), grid, vol) is None

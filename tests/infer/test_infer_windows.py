@@ -1,0 +1,121 @@
+"""Sliding-window and crop stitching: exact with an ``x + 1`` predictor (MONAI's own test idea)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from coroseg.infer.crops import CropAccumulator, crop_boxes, gaussian_weight, predict_crops
+from coroseg.infer.stages import uncovered_points
+from coroseg.infer.windows import sliding_window, vessel_predictor
+
+
+def plus_one(x: torch.Tensor) -> torch.Tensor:
+    return x + 1
+
+
+@pytest.mark.parametrize("mode", ["gaussian", "constant"])
+@pytest.mark.parametrize("shape,patch", [((20, 23, 17), (8, 8, 8)), ((5, 30, 9), (8, 16, 16))])
+def test_sliding_window_3d_exact(mode, shape, patch):
+    x = np.arange(np.prod(shape), dtype=np.float32).reshape(shape) / 100
+    out = sliding_window(x, plus_one, patch_size=patch, overlap=0.5, batch_size=3, mode=mode)
+    assert out.shape == shape
+    np.testing.assert_allclose(out, x + 1, rtol=1e-5, atol=1e-5)
+
+
+def test_sliding_window_2d_slices_exact_and_batched():
+    shape = (7, 20, 25)
+    x = np.arange(np.prod(shape), dtype=np.float32).reshape(shape) / 100
+    seen = []
+
+    def pred(t: torch.Tensor) -> torch.Tensor:
+        seen.append(tuple(t.shape))
+        return t[:, :1] * 2 + t[:, 1:]
+
+    chans = np.stack([x, np.ones_like(x)])
+    out = sliding_window(chans, pred, patch_size=(1, 16, 16), overlap=0.25, batch_size=4)
+    np.testing.assert_allclose(out, 2 * x + 1, rtol=1e-5, atol=1e-5)
+    assert all(len(s) == 4 and s[1:] == (2, 16, 16) for s in seen)  # 2D windows, 2 channels
+    assert max(s[0] for s in seen) == 4  # batched
+
+
+def test_vessel_predictor_softmax():
+    logits = torch.tensor([[[[[0.0]]], [[[np.log(3.0)]]]]])  # p(vessel) = 3 / 4
+    p = vessel_predictor(lambda t: logits)(torch.zeros(1, 1, 1, 1, 1))
+    assert p.shape == (1, 1, 1, 1, 1)
+    assert p.item() == pytest.approx(0.75)
+
+
+def test_gaussian_weight_peak_and_symmetry():
+    w = gaussian_weight((9, 8, 1))
+    assert w.shape == (9, 8, 1)
+    assert w.max() == pytest.approx(1.0)
+    assert w[4, 3, 0] == w[4, 4, 0] == pytest.approx(w.max())  # even side: two central maxima
+    np.testing.assert_array_equal(w, w[::-1, ::-1])
+    assert w.min() == pytest.approx(1e-3)  # floored rim
+
+
+def test_crop_boxes_centre_and_clamp():
+    starts = crop_boxes(np.array([[10, 10, 10], [1, 1, 30], [10.4, 9.6, 10]]), (20, 20, 32), (8, 8, 8))
+    np.testing.assert_array_equal(starts, [[6, 6, 6], [0, 0, 24], [6, 6, 6]])
+    # a volume smaller than the crop: start 0, rest padded
+    np.testing.assert_array_equal(crop_boxes(np.array([[2, 2, 2]]), (4, 4, 4), (8, 8, 8)), [[0, 0, 0]])
+
+
+@pytest.mark.parametrize("patch", [(8, 8, 8), (1, 8, 8)])
+def test_predict_crops_exact_where_covered(patch):
+    shape = (12, 14, 16)
+    x = np.arange(np.prod(shape), dtype=np.float32).reshape(shape) / 100
+    centres = np.array([[4, 4, 4], [6, 8, 9], [6, 9, 10], [11, 13, 15]])
+    starts = crop_boxes(centres, shape, patch)
+    acc = predict_crops(x, starts, plus_one, patch_size=patch, batch_size=3)
+    cov = np.zeros(shape, bool)
+    for s in starts:
+        cov[s[0]:s[0] + patch[0], s[1]:s[1] + patch[1], s[2]:s[2] + patch[2]] = True
+    np.testing.assert_array_equal(acc.covered, cov)
+    p = acc.probability()
+    np.testing.assert_allclose(p[cov], x[cov] + 1, rtol=1e-5)
+    assert np.all(p[~cov] == 0)
+
+
+def test_predict_crops_padding_and_accumulate():
+    shape = (4, 4, 4)
+    x = np.zeros(shape, np.float32)
+    seen = []
+
+    def pred(t):
+        seen.append(t.clone())
+        return t[:, :1]
+
+    acc = predict_crops(x, np.array([[0, 0, 0]]), pred, patch_size=(6, 6, 6), cval=-5.0)
+    assert seen[0].shape == (1, 1, 6, 6, 6)
+    assert float(seen[0][0, 0, 5, 5, 5]) == -5.0 and float(seen[0][0, 0, 0, 0, 0]) == 0.0
+    acc2 = predict_crops(x + 1, np.array([[0, 0, 0]]), lambda t: t[:, :1], patch_size=(4, 4, 4), accumulator=acc)
+    assert acc2 is acc
+    assert isinstance(acc, CropAccumulator)
+    # two crops: values 0 (weights w1) and 1 (weights w2) blend to w2 / (w1 + w2), in (0, 1)
+    p = acc.probability()
+    assert np.all((p > 0) & (p < 1))
+
+
+def test_uncovered_points_border_rule():
+    starts = np.array([[0, 0, 0]])  # crop [0, 16)^3 in a (40, 16, 16) volume
+    pts = np.array([[8, 8, 8],    # centre: covered
+                    [15, 8, 8],   # at the inner +k face (not a volume face): vessel may leave -> uncovered
+                    [8, 15, 8],   # at the +j face which is also the volume face: covered
+                    [30, 8, 8]])  # outside: uncovered
+    out = uncovered_points(pts, starts, (40, 16, 16), (16, 16, 16))
+    np.testing.assert_array_equal(out, [[15, 8, 8], [30, 8, 8]])
+
+
+def test_border_voxels_only_at_inner_crop_faces():
+    from coroseg.infer.stages import border_voxels
+
+    covered = np.zeros((10, 10, 30), bool)
+    covered[:, :, :16] = True  # one crop [0, 16) along i; volume faces elsewhere
+    mask = np.zeros_like(covered)
+    mask[5, 5, 2:16] = True  # a vessel running to the crop's +i face (i = 15)
+    mask[0, 0, 5] = True  # touching the volume's faces only: not a border
+    out = border_voxels(mask, covered, (2, 2, 2))
+    np.testing.assert_array_equal(out, [[5, 5, 14], [5, 5, 15]])
