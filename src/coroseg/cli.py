@@ -207,6 +207,28 @@ def report(
     typer.echo(write_report(run, out, test_dir=test, data_dir=data, max_cases=max_cases))
 
 
+@app.command()
+def centerline(
+    label: Path = typer.Option(..., "--label", **EXISTING, help="Binary vessel mask (ours, the user's, ImageCAS...)."),
+    out: Path = typer.Option(..., "--out", help="Output centerline (.vtp, .gml or .mrk.json)."),
+    reference: Optional[Path] = typer.Option(None, "--reference", **EXISTING, help="Reference centerline to compare with (overlap)."),
+    min_spur_mm: Optional[float] = typer.Option(None, "--min-spur-mm", help="Prune side spurs shorter than this (default: from the local radius)."),
+    bridge_gap_mm: float = typer.Option(2.0, "--bridge-gap-mm", help="Bridge gaps up to this length."),
+) -> None:
+    """Extract a centerline graph (ostia, branches, radii) from a vessel mask."""
+    from coroseg.io.centerline_files import read_centerline, write_centerline
+    from coroseg.io.volume import read_volume
+    from coroseg.prior import centerline_from_mask, centerline_overlap
+
+    mask = read_volume(label, is_label=True)
+    graph = centerline_from_mask(mask, min_spur_mm=min_spur_mm, bridge_gap_mm=bridge_gap_mm)
+    write_centerline(graph, out)
+    typer.echo(f"{graph} -> {out}")
+    if reference is not None:
+        ov = centerline_overlap(graph, read_centerline(reference, reference=mask))
+        typer.echo("overlap: " + ", ".join(f"{k}={v:.3f}" for k, v in ov.items() if isinstance(v, float)))
+
+
 @app.command("convert-centerline")
 def convert_centerline(
     src: Path = typer.Argument(..., **EXISTING, help="Input centerline (.vtp or .gml)."),
