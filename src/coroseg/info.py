@@ -89,6 +89,8 @@ def describe(path: str | Path) -> dict:
     if path.is_file() or volume_extension(path):
         return {"path": str(path), **describe_volume(read_volume(path))}
     # a folder: a DICOM series, or a dataset
+    if _holds_dicom_files(path):  # a DICOM folder's own problems (missing slice, 2 series) win
+        return {"path": str(path), "format": "DICOM series", **describe_volume(read_volume(path))}
     try:
         return {"path": str(path), **describe_dataset(path)}
     except InputError as dataset_error:
@@ -96,6 +98,20 @@ def describe(path: str | Path) -> dict:
             return {"path": str(path), "format": "DICOM series", **describe_volume(read_volume(path))}
         except InputError:
             raise dataset_error from None
+
+
+def _holds_dicom_files(folder: Path, *, look_at: int = 8) -> bool:
+    """True when one of the first ``look_at`` files directly in ``folder`` has the DICOM preamble."""
+    files = [p for p in sorted(folder.iterdir()) if p.is_file()][:look_at]
+    for p in files:
+        try:
+            with p.open("rb") as fh:
+                fh.seek(128)
+                if fh.read(4) == b"DICM":
+                    return True
+        except OSError:
+            continue
+    return False
 
 
 def format_description(info: dict) -> str:

@@ -13,9 +13,15 @@ reversal; nothing else in coroseg calls ``GetArrayFromImage`` or ``GetSpacing``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gzip
+import os
 import shutil
+import struct
+import sys
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -173,12 +179,91 @@ def read_volume(path: str | Path, *, is_label: bool = False, check_finite: bool 
 
 
 def _sitk_read(path: Path) -> sitk.Image:
+    if path.name.lower().endswith((".nii", ".nii.gz")):
+        _check_nifti_size(path)  # ITK reads a truncated NIfTI without complaint (missing voxels = 0)
+    with _quiet_stderr() as said:
+        try:
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(path))
+            return reader.Execute()
+        except RuntimeError as exc:
+            err = exc
+    extra = " ".join(ln.strip() for ln in said[0].splitlines() if ln.strip())[:200]
+    raise InputError(f"cannot read image ({_itk_reason(err)}{'; ' + extra if extra else ''})", path) from None
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Capture what C++ code (MetaIO, GDCM) prints on file descriptor 2 while reading.
+
+    Yields a one-element list that holds the captured text after the block, so a reader's
+    complaint ends up inside the one-line error instead of as stray lines on the terminal.
+    """
+    said = [""]
     try:
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(path))
-        return reader.Execute()
-    except RuntimeError as exc:
-        raise InputError(f"cannot read image ({_itk_reason(exc)})", path) from None
+        saved = os.dup(2)
+    except OSError:  # no usable fd 2 (embedded interpreter): nothing to capture
+        yield said
+        return
+    with tempfile.TemporaryFile() as tmp:
+        try:
+            sys.stderr.flush()
+            os.dup2(tmp.fileno(), 2)
+            yield said
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            said[0] = tmp.read().decode("utf-8", "replace")
+
+
+def _nifti_expected_bytes(head: bytes) -> int | None:
+    """``vox_offset + voxels * bitpix / 8`` from a NIfTI-1 header, or None when it is not one."""
+    if len(head) < 348:
+        return None
+    for endian in "<>":
+        (sizeof_hdr,) = struct.unpack(endian + "i", head[:4])
+        if sizeof_hdr == 348:
+            break
+    else:
+        return None
+    dim = struct.unpack(endian + "8h", head[40:56])
+    (bitpix,) = struct.unpack(endian + "h", head[72:74])
+    (vox_offset,) = struct.unpack(endian + "f", head[108:112])
+    if not 1 <= dim[0] <= 7 or bitpix <= 0 or not np.isfinite(vox_offset) or min(dim[1:dim[0] + 1]) < 1:
+        return None
+    return int(max(vox_offset, 352)) + int(np.prod([int(d) for d in dim[1:dim[0] + 1]])) * bitpix // 8
+
+
+def _check_nifti_size(path: Path) -> None:
+    """Raise InputError when a NIfTI-1 file holds fewer voxel bytes than its header promises."""
+    try:
+        if path.name.lower().endswith(".gz"):
+            with gzip.open(path, "rb") as fh:
+                head = fh.read(352)
+            expected = _nifti_expected_bytes(head)
+            if expected is None:
+                return
+            with path.open("rb") as raw:
+                raw.seek(-4, os.SEEK_END)
+                (isize,) = struct.unpack("<I", raw.read(4))
+            if isize == expected % 2**32:
+                return
+            found = 0  # trailer disagrees (truncated, or a multi-member gzip): count for certain
+            with gzip.open(path, "rb") as fh:
+                while chunk := fh.read(1 << 22):
+                    found += len(chunk)
+        else:
+            with path.open("rb") as fh:
+                head = fh.read(352)
+            expected = _nifti_expected_bytes(head)
+            if expected is None:
+                return
+            found = path.stat().st_size
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(f"cannot read image (truncated or corrupt gzip data: {exc})", path) from None
+    if found < expected:
+        raise InputError(f"truncated NIfTI file: header promises {expected} bytes, found {found}", path)
 
 
 def _itk_reason(exc: Exception) -> str:
@@ -209,10 +294,12 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
     _check_slice_positions(folder, files)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
-    try:
-        return reader.Execute()
-    except RuntimeError as exc:
-        raise InputError(f"cannot read DICOM series ({_itk_reason(exc)})", folder) from None
+    with _quiet_stderr():
+        try:
+            return reader.Execute()
+        except RuntimeError as exc:
+            err = exc
+    raise InputError(f"cannot read DICOM series ({_itk_reason(err)})", folder) from None
 
 
 def _check_slice_positions(folder: Path, files: tuple[str, ...]) -> None:

@@ -99,6 +99,12 @@ def synth_dataset(out_dir: str | Path, n_cases: int, *, preset: str = "small", a
     if int(n_cases) < 1:
         raise InputError(f"number of cases must be at least 1, found {n_cases}")
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError("output exists and is not a folder", out)
+    try:  # fail before rendering anything when the folder cannot be created
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot write output folder ({exc.strerror})", out) from None
     real = None
     if anatomy_dir is not None:
         from coroseg.synth.realtree import list_anatomy_cases
