@@ -246,13 +246,36 @@ def convert_centerline(
     typer.echo(f"{graph} -> {dst}")
 
 
+def _is(exc: BaseException, name: str) -> bool:
+    # typer may vendor click (typer._click), so match click's exceptions by class name
+    return any(c.__name__ == name for c in type(exc).__mro__)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``coroseg`` console script."""
     try:
-        app(args=argv, prog_name="coroseg")
+        code = app(args=argv, prog_name="coroseg", standalone_mode=False)
     except CorosegError as exc:
         typer.echo(f"coroseg: error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         typer.echo("coroseg: interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:
+        if _is(exc, "NoArgsIsHelpError"):
+            ctx = getattr(exc, "ctx", None)
+            typer.echo(ctx.get_help() if ctx else str(exc))
+            sys.exit(0)
+        if _is(exc, "UsageError"):  # option/argument errors: one line too, with where to look
+            ctx = getattr(exc, "ctx", None)
+            cmd = ctx.command_path if ctx else "coroseg"
+            typer.echo(f"coroseg: error: {exc.format_message()} (see '{cmd} --help')", err=True)
+            sys.exit(2)
+        if _is(exc, "ClickException"):
+            typer.echo(f"coroseg: error: {exc.format_message()}", err=True)
+            sys.exit(getattr(exc, "exit_code", 1))
+        if _is(exc, "Abort"):
+            typer.echo("coroseg: interrupted", err=True)
+            sys.exit(130)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)

@@ -567,9 +567,6 @@ def test_predict_constant_image_gives_empty_mask(tmp_path, run_dir, cli):
 
 
 # ---- the CLI's own option errors (typer/click): exit 2, but one line? --------------------------
-@pytest.mark.xfail(strict=True, reason="cli.py: click usage errors print a Usage line plus a rich box (4+ lines). "
-                   "Fix: in main() call app(..., standalone_mode=False) and catch click.UsageError -> "
-                   "'coroseg: error: <message>' one line, exit 2")
 def test_missing_input_path_is_one_line(tmp_path, run_dir, cli):
     res = cli(_predict(run_dir, tmp_path / "nope.nrrd", tmp_path / "out"))
     assert res.code == 2
