@@ -543,9 +543,6 @@ def test_evaluate_disk_full_leaves_nothing(tmp_path, cli, monkeypatch):
     assert not [p for p in res_dir.rglob("*") if p.is_file()]
 
 
-@pytest.mark.xfail(strict=True, reason="synth/dataset.py synth_dataset writes case files straight into --out; "
-                   "a failure after the first file leaves a partial dataset without manifest.json. Fix: write "
-                   "into a sibling temp folder and rename it at the end (or remove written files on error)")
 def test_synth_disk_full_leaves_nothing(tmp_path, cli, monkeypatch):
     out = tmp_path / "ds"
     _fail_nth_replace(monkeypatch, 2, out)

@@ -55,16 +55,33 @@ def case_params(i: int, *, seed: int, preset: str, group: str, anatomy_case: str
     return sample_case_params(rng, preset, group == "Diseased", case_id=f"synth_{i:04d}", anatomy_case=anatomy_case)
 
 
-def write_case(ph: Phantom, base: Path, case_id: str) -> dict[str, str]:
-    """Write image, label and centerlines (.vtp and .gml) of one case under ``base``."""
+def write_case(ph: Phantom, base: Path, case_id: str, written: list[Path] | None = None) -> dict[str, str]:
+    """Write image, label and centerlines (.vtp and .gml) of one case under ``base``.
+
+    Each path is appended to ``written`` as soon as it exists, so a caller can undo a failed run.
+    """
     files = {"image": base / "CTCA" / f"{case_id}.nrrd", "label": base / "Annotations" / f"{case_id}.nrrd",
              "centerline_vtp": base / "Centerlines" / f"{case_id}.vtp",
              "centerline_gml": base / "Centerlines" / f"{case_id}.gml"}
-    write_volume(ph.image, files["image"])
-    write_volume(ph.label, files["label"])
-    write_centerline(ph.centerlines, files["centerline_vtp"])
-    write_centerline(ph.centerlines, files["centerline_gml"])
+    for key, path in files.items():
+        if key in ("image", "label"):
+            write_volume(ph.image if key == "image" else ph.label, path)
+        else:
+            write_centerline(ph.centerlines, path)
+        if written is not None:
+            written.append(path)
     return {k: str(v) for k, v in files.items()}
+
+
+def _remove(files: list[Path], root: Path) -> None:
+    """Delete ``files`` and the folders under ``root`` that this left empty."""
+    for f in files:
+        f.unlink(missing_ok=True)
+    for d in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        try:
+            d.rmdir()
+        except OSError:
+            pass
 
 
 def synth_dataset(out_dir: str | Path, n_cases: int, *, preset: str = "small", anatomy_dir: str | Path | None = None,
@@ -118,23 +135,29 @@ def synth_dataset(out_dir: str | Path, n_cases: int, *, preset: str = "small", a
 
         it = tqdm(it, desc="synth", unit="case")
     t_all = time.perf_counter()
-    for i in it:
-        split, group = plan[i]
-        anat = real[i % len(real)] if real else None
-        params = case_params(i, seed=seed, preset=preset, group=group,
-                             anatomy_case=None if anat is None else anat.stem)
-        if anat is not None:
-            from coroseg.synth.realtree import render_anatomy_case
+    written: list[Path] = []
+    try:
+        for i in it:
+            split, group = plan[i]
+            anat = real[i % len(real)] if real else None
+            params = case_params(i, seed=seed, preset=preset, group=group,
+                                 anatomy_case=None if anat is None else anat.stem)
+            if anat is not None:
+                from coroseg.synth.realtree import render_anatomy_case
 
-            ph = render_anatomy_case(params, anat)
-        else:
-            ph = render_phantom(params)
-        files = write_case(ph, out / split / group, params.case_id)
-        derived = {k: v for k, v in ph.derived.items() if k != "seconds"}
-        log.info("%s: %s s", params.case_id, ph.derived.get("seconds"))
-        cases.append({"case_id": params.case_id, "split": split, "group": group,
-                      "files": {k: str(Path(v).relative_to(out)) for k, v in files.items()},
-                      "params": params.to_dict(), "derived": derived})
+                ph = render_anatomy_case(params, anat)
+            else:
+                ph = render_phantom(params)
+            files = write_case(ph, out / split / group, params.case_id, written)
+            derived = {k: v for k, v in ph.derived.items() if k != "seconds"}
+            log.info("%s: %s s", params.case_id, ph.derived.get("seconds"))
+            cases.append({"case_id": params.case_id, "split": split, "group": group,
+                          "files": {k: str(Path(v).relative_to(out)) for k, v in files.items()},
+                          "params": params.to_dict(), "derived": derived})
+    except BaseException:
+        # nothing half-written: a dataset without its manifest would look valid
+        _remove(written, out)
+        raise
     manifest = {"generator": "coroseg.synth", "generator_version": GENERATOR_VERSION, "seed": int(seed),
                 "preset": preset, "n_cases": int(n_cases),
                 "anatomy_dir": None if anatomy_dir is None else str(anatomy_dir),
