@@ -150,3 +150,17 @@ def test_hu_ranges_by_structure(normal_case) -> None:
     assert -200 < med["fat"] < 0
     assert abs(med["left_blood"] - (params.contrast.aorta + params.contrast.lv_offset)) < 60
     assert med["myocardium"] < med["left_blood"]
+
+
+def test_tree_builds_for_many_seeds_with_one_branch_point_per_side_branch():
+    """Regression: two branch fractions rounding to one point used to drop a branch point and
+    crash the side-branch builder (IndexError) for some seeds (e.g. seed 1, 20 cases)."""
+    from coroseg.synth.dataset import case_params
+    from coroseg.synth.render import build_vessels
+    from coroseg.synth.tree import _branch_points
+
+    assert _branch_points([(0.5, 0.7), (0.5, 0.6), (0.99, 0.8)], 100) == [(50, 0.7), (51, 0.6), (88, 0.8)]
+    assert _branch_points([(0.3, 0.7)], 20) == []
+    for i in range(20):
+        params = case_params(i, seed=1, preset="small", group="Diseased" if i % 2 else "Normal")
+        build_vessels(params)  # must not raise

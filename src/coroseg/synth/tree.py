@@ -156,7 +156,7 @@ class TreeBuilder:
         if parent is not None:  # the first point is the parent's branch point
             pts, srf, nrm = pts[1:], srf[1:], nrm[1:]
         n = len(pts)
-        idx = sorted({int(np.clip(round(fr * (n - 1)), 8, n - 12)): q for fr, q in branches if n > 24}.items())
+        idx = _branch_points(branches, n)
         r = self.taper(n, r0, r_end, idx)
         on = (np.linalg.norm(nrm, axis=1) > 0.5) & np.isfinite(srf).all(axis=1)
         if on.any():
@@ -186,9 +186,11 @@ class TreeBuilder:
             r[i] = r[i - 1] * drops[i - 1] if (i - 1) in drops else r[i - 1] * np.exp(-tau * STEP_MM)
         return r
 
-    def side(self, parent: str, j: int, name: str, ctrl_u_rel, ctrl_phi_rel, r_end: float) -> Vessel:
+    def side(self, parent: str, j: int, name: str, ctrl_u_rel, ctrl_phi_rel, r_end: float) -> Vessel | None:
         """A side branch from the ``j``-th branch point of ``parent``; controls relative to it."""
         pv = self.vessels[parent]
+        if j >= len(pv.branch_idx):  # the parent came out too short to carry this branch
+            return None
         bi, q = pv.branch_idx[j], pv.branch_q[j]
         loc = self.f.to_local(pv.surf[bi][None])[0] if np.isfinite(pv.surf[bi]).all() else None
         if loc is None:
@@ -385,3 +387,23 @@ class TreeBuilder:
         s, n = resample_polyline(s, STEP_MM, n)
         r = np.linspace(r0, r1, len(s))
         return s + n * (r + self.t.elevation_mm)[:, None], r
+
+
+def _branch_points(branches, n: int) -> list[tuple[int, float]]:
+    """Distinct, increasing point indices for branch fractions (sorted), inside ``[8, n - 12]``.
+
+    Two fractions that round to the same point are moved apart (one branch point each), and
+    branches that no longer fit on a short vessel are dropped from the distal end, so the
+    ``j``-th side branch always belongs to the ``j``-th branch point.
+    """
+    out: list[tuple[int, float]] = []
+    if n <= 24:
+        return out
+    last = 7
+    for fr, q in sorted(branches, key=lambda b: b[0]):
+        i = max(int(np.clip(round(fr * (n - 1)), 8, n - 12)), last + 1)
+        if i > n - 12:
+            break
+        out.append((i, q))
+        last = i
+    return out
