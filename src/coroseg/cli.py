@@ -185,12 +185,14 @@ def experiment(
     batch_size: int = typer.Option(4, "--batch-size", min=1),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     baselines: bool = typer.Option(True, "--baselines/--no-baselines", help="Add HU-threshold and Frangi rows."),
+    overrides: list[str] = typer.Option([], "--set", help="Training option KEY=VALUE for every arm (e.g. a CPU-sized network); repeatable."),
 ) -> None:
     """Grid vs centerline crops (2D/3D), attention ablation and budget sweep; writes results.md."""
     from coroseg.experiment import run_experiment
+    from coroseg.train.__main__ import parse_overrides
 
     typer.echo(run_experiment(data, out, patch_budget=patch_budget, seeds=seeds, device=device,
-                              batch_size=batch_size, baselines=baselines))
+                              batch_size=batch_size, baselines=baselines, overrides=parse_overrides(overrides)))
 
 
 @app.command()

@@ -161,7 +161,13 @@ class PatchDataset(torch.utils.data.Dataset):
 
                 rng = np.random.default_rng(item_seed(self.seed, self.epoch, 1_000_000 + ci))
                 graph = perturb_centerline(graph, rng, **self.attention.get("perturb_kwargs", {}))
-            self._points[ci] = centerline_points(graph, self.cases[ci].grid)
+            pts, rad = centerline_points(graph, self.cases[ci].grid)
+            n_fake = int(self.attention.get("spurious", 0) or 0)
+            if n_fake > 0 and len(pts):
+                rng = np.random.default_rng(item_seed(self.seed, self.epoch, 2_000_000 + ci))
+                fpts, frad = spurious_points(pts, rad, self.cases[ci].grid.spacing, rng, n_fake)
+                pts, rad = np.concatenate([pts, fpts]), np.concatenate([rad, frad])
+            self._points[ci] = (pts, rad)
         return self._points[ci]
 
     def __getitem__(self, index: int) -> dict:
@@ -198,6 +204,59 @@ def centerline_points(graph, grid: Volume, *, step_mm: float | None = None) -> t
     return grid.world_to_index(pts), np.asarray(rad, float)
 
 
+def spurious_points(points_idx: np.ndarray, radii: np.ndarray, spacing: Sequence[float], rng: np.random.Generator,
+                    n_curves: int, *, length_mm: tuple[float, float] = (10.0, 40.0), offset_mm: float = 15.0,
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Fake centerline pieces near a real one: what an imperfect locator adds.
+
+    Training the crop model with these in its attention channel teaches it that attention
+    without image evidence is not a vessel, so false centerline branches from the automatic
+    locator do not turn into false vessels.
+
+    Parameters
+    ----------
+    points_idx : (N, 3) ndarray
+        Real centerline points, fractional indices (k, j, i); N >= 1.
+    radii : (N,) ndarray, mm
+        Their radii; fake points get radii drawn from these.
+    spacing : (3,) mm, array order
+    rng : numpy.random.Generator
+    n_curves : int
+        Number of fake pieces.
+    length_mm : (float, float)
+        Each piece's length is uniform in this range.
+    offset_mm : float
+        A piece starts at a random real point moved by up to this much per axis.
+
+    Returns
+    -------
+    points : (M, 3) ndarray, fractional indices
+    radii : (M,) ndarray, mm
+        Smooth random curves sampled every half the smallest voxel side.
+    """
+    sp = np.asarray(spacing, float)
+    step = 0.5 * float(sp.min())
+    out_p, out_r = [], []
+    for _ in range(int(n_curves)):
+        start = points_idx[rng.integers(len(points_idx))] * sp + rng.uniform(-offset_mm, offset_mm, 3)
+        direction = rng.normal(size=3)
+        direction /= max(float(np.linalg.norm(direction)), 1e-9)
+        n = max(2, int(rng.uniform(*length_mm) / step))
+        pos = np.empty((n, 3))
+        cur = start
+        for k in range(n):
+            pos[k] = cur
+            direction = direction + rng.normal(scale=0.05, size=3)  # a gentle bend
+            direction /= max(float(np.linalg.norm(direction)), 1e-9)
+            cur = cur + step * direction
+        out_p.append(pos / sp)
+        r = float(radii[rng.integers(len(radii))]) if len(radii) else 1.0
+        out_r.append(np.full(n, r))
+    if not out_p:
+        return np.zeros((0, 3)), np.zeros(0)
+    return np.concatenate(out_p), np.concatenate(out_r)
+
+
 def attention_patch(points_idx: np.ndarray, radii: np.ndarray, centre: Sequence[int], size: Sequence[int],
                     spacing: Sequence[float], cfg: dict) -> np.ndarray:
     """The attention channel on one patch, float32 ``size``.
@@ -222,4 +281,4 @@ def attention_patch(points_idx: np.ndarray, radii: np.ndarray, centre: Sequence[
 
 
 __all__ = ["PatchItem", "item_seed", "crop_centres_for_case", "grid_plan", "crop_plan", "shard", "patch_grid",
-           "PatchDataset", "centerline_points", "attention_patch"]
+           "PatchDataset", "centerline_points", "attention_patch", "spurious_points"]

@@ -67,7 +67,10 @@ def _check_safetensors_file(path: Path) -> int:
     size = path.stat().st_size
     with path.open("rb") as fh:
         head = fh.read(16)
-    if head[:2] == b"PK" or head[:1] == b"\x80":
+    # a safetensors file starts with its header length (u64 little endian, whose first byte
+    # may well be 0x80) and then '{': only without that is a pickle/zip magic conclusive
+    looks_safetensors = len(head) >= 9 and head[8:9] == b"{"
+    if not looks_safetensors and (head[:2] == b"PK" or head[:1] == b"\x80"):
         raise InputError("this is a pickled PyTorch checkpoint (.pt/.pth); coroseg only loads .safetensors "
                          "weights, because unpickling can run arbitrary code", path)
     if len(head) < 9:

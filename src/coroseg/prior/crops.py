@@ -353,29 +353,64 @@ def _split_until_fit(clusters: list[np.ndarray], size: np.ndarray) -> list[np.nd
 
 def _fuse(clusters: list[np.ndarray], size: np.ndarray, spacing: np.ndarray,
           max_dist: float | None) -> list[np.ndarray]:
-    """Greedily fuse pairs whose union fits in one crop, closest box centres first."""
+    """Greedily fuse pairs whose union fits in one crop, closest box centres first.
+
+    The pair costs (box-centre distance, ``inf`` where the union does not fit) are built once
+    and only the merged cluster's row and column are updated after each fusion, with a cached
+    minimum per row: about ``O(n^2)`` instead of rebuilding ``(n, n, 3)`` arrays ``n`` times.
+    Ties are broken exactly as a row-major ``argmin`` over the full matrix would.
+    """
     clusters = list(clusters)
+    n = len(clusters)
+    if n < 2:
+        return clusters
     lo = np.array([c.min(0) for c in clusters])
     hi = np.array([c.max(0) for c in clusters])
-    alive = np.ones(len(clusters), dtype=bool)
-    while alive.sum() > 1:
-        idx = np.flatnonzero(alive)
-        ulo = np.minimum(lo[idx, None], lo[None, idx])
-        uhi = np.maximum(hi[idx, None], hi[None, idx])
-        ok = np.all(uhi - ulo + 1 <= size, axis=2)
-        mid = (lo[idx] + hi[idx]) / 2 * spacing
-        dist = np.linalg.norm(mid[:, None] - mid[None], axis=2)
+
+    def costs(i: int) -> np.ndarray:
+        """Row ``i`` of the cost matrix against every cluster (dead ones are set by the caller)."""
+        ulo = np.minimum(lo[i], lo)
+        uhi = np.maximum(hi[i], hi)
+        ok = np.all(uhi - ulo + 1 <= size, axis=1)
+        mid = (lo + hi) / 2 * spacing
+        dist = np.linalg.norm(mid[i] - mid, axis=1)
         if max_dist is not None:
             ok &= dist < max_dist
-        np.fill_diagonal(ok, False)
-        if not ok.any():
+        ok[i] = False
+        return np.where(ok, dist, np.inf)
+
+    d = np.stack([costs(i) for i in range(n)])
+    alive = np.ones(n, dtype=bool)
+    row_arg = np.argmin(d, axis=1)
+    row_min = d[np.arange(n), row_arg]
+    while True:
+        a = int(np.argmin(row_min))
+        if not np.isfinite(row_min[a]):
             break
-        d = np.where(ok, dist, np.inf)
-        a, b = np.unravel_index(int(np.argmin(d)), d.shape)
-        ia, ib = idx[a], idx[b]
-        clusters[ia] = np.concatenate([clusters[ia], clusters[ib]])
-        lo[ia], hi[ia] = ulo[a, b], uhi[a, b]
-        alive[ib] = False
+        b = int(row_arg[a])
+        clusters[a] = np.concatenate([clusters[a], clusters[b]])
+        lo[a], hi[a] = np.minimum(lo[a], lo[b]), np.maximum(hi[a], hi[b])
+        alive[b] = False
+        d[b, :] = np.inf
+        d[:, b] = np.inf
+        row_min[b] = np.inf
+        new = costs(a)
+        new[~alive] = np.inf
+        d[a, :] = new
+        d[:, a] = new
+        row_arg[a] = int(np.argmin(new))
+        row_min[a] = new[row_arg[a]]
+        # other rows: recompute where the cached minimum pointed at a or b, else compare with column a
+        others = alive.copy()
+        others[a] = False
+        stale = others & ((row_arg == a) | (row_arg == b))
+        for r in np.flatnonzero(stale):
+            row_arg[r] = int(np.argmin(d[r]))
+            row_min[r] = d[r, row_arg[r]]
+        col = d[:, a]
+        better = others & ~stale & ((col < row_min) | ((col == row_min) & (a < row_arg)))
+        row_arg[better] = a
+        row_min[better] = col[better]
     return [clusters[i] for i in np.flatnonzero(alive)]
 
 

@@ -5,7 +5,10 @@ The loop is short on purpose: an epoch is a deterministic *plan* of patches
 Dice+CE (optionally + soft clDice) with AdamW, linear warm-up then cosine decay, bf16 autocast
 on GPU and gradient clipping. Whole-volume validation every ``val_every`` epochs picks the best
 weights and drives early stopping. Crop models then train their locator (a small coarse 3D grid
-U-Net) the same way, in the same run folder.
+U-Net) the same way, in the same run folder. The locator's target is the label resampled with
+linear interpolation and a low threshold (:func:`coroseg.data.cache.coarse_label`): with
+nearest neighbour, 1-2 mm coronaries fall apart into dozens of fragments on a coarser grid and
+the locator learned nothing (validation Dice 0).
 
 Resume: ``optimizer.pt`` stores the optimizer, scheduler, counters, history and RNG states
 after each epoch (and on Ctrl-C mid-epoch, with the number of steps done), so a resumed run
@@ -32,6 +35,7 @@ from coroseg.data.cache import PreparedCase, prepare_cases, training_statistics
 from coroseg.data.layouts import Case, discover_cases, load_dataset
 from coroseg.data.sampling import PatchDataset, PatchItem, crop_centres_for_case, crop_plan, grid_plan, shard
 from coroseg.errors import CorosegError
+from coroseg.infer.stages import LOCATOR_KEEP_FRACTION
 from coroseg.io.atomic import atomic_path, write_json
 from coroseg.models.registry import CHANNELS, build_network, model_spec, network_config
 from coroseg.models.run import load_weights, read_config, save_weights, unwrap
@@ -61,19 +65,28 @@ DEFAULTS: dict = {
     "norm": "instance",
     "dropout": 0.0,
     "patch_size": None,         # [z, y, x]; default from the registry
+    "spacing": None,            # model spacing: None/"median" (nnU-Net), "min" (finest training case), or [z, y, x] mm
     "attention_dilation_mm": 1.0,
     "attention_mode": "gaussian",
     "perturb": True,            # perturb the centerline for the attention channel while training
+    "perturb_kwargs": None,     # arguments of coroseg.prior.perturb_centerline (None: its defaults)
+    "spurious_branches": 0,     # fake centerline pieces added per case and epoch (teach: attention is not a vessel)
     "val_overlap": 0.25,
     "val_batch": 4,
     "amp": True,                # bf16 autocast on GPU
     "locator": True,            # crop models: train the stage-1 locator too
-    "locator_spacing": None,    # default: 2 x model spacing
+    "locator_spacing": None,    # [z, y, x] mm; default: locator_spacing_factor x model spacing
+    "locator_spacing_factor": 1.5,
     "locator_channels": [8, 16, 32, 64],
     "locator_patch": [64, 64, 64],
     "locator_samples_per_case": 16,
     "locator_budget": None,     # patches for the locator; default: same epochs as the main model
 }
+
+
+#: the locator's default spacing, times the model spacing: coarse enough to be cheap, fine
+#: enough that 1-2 mm coronaries stay connected in its (coverage-resampled) target
+LOCATOR_SPACING_FACTOR = 1.5
 
 
 class TrainingInterrupted(CorosegError):
@@ -252,6 +265,7 @@ def _train(data_dir: Path, run_dir: Path, info: D.DistInfo, interrupted: list, *
         spec["patch_size"] = [int(v) for v in opts["patch_size"]]
     if state is None:
         spacing, intensity = training_statistics(train_cases, seed=seed)
+        spacing = _model_spacing(opts["spacing"], spacing, train_cases)
         config = _make_config(spec, spacing, intensity, data_dir, layout, seed, epochs, batch_size, lr,
                               patch_budget, info, opts)
         if info.is_main:
@@ -281,18 +295,44 @@ def _train(data_dir: Path, run_dir: Path, info: D.DistInfo, interrupted: list, *
         log.info("done: run folder %s", run_dir)
 
 
+def _model_spacing(choice, median: Sequence[float], train_cases: Sequence[Case]) -> tuple[float, float, float]:
+    """The model spacing (array order, mm) for the ``spacing`` option.
+
+    ``None``/``"median"``: the training cases' median (nnU-Net's choice). ``"min"``: the finest
+    spacing per axis over the training cases, so no training case is down-sampled; worth its
+    cost for vessels one or two voxels wide, where resampling to a coarser grid and back alone
+    loses several Dice points. A number or ``[z, y, x]``: that spacing.
+    """
+    if choice is None or choice == "median":
+        return tuple(float(v) for v in median)
+    if choice == "min":
+        from coroseg.io.volume import read_volume
+
+        sp = np.array([read_volume(c.image).spacing for c in train_cases], float)
+        return tuple(float(round(v, 6)) for v in sp.min(0))
+    try:
+        vals = [float(choice)] * 3 if np.isscalar(choice) else [float(v) for v in choice]
+    except (TypeError, ValueError):
+        vals = []
+    if len(vals) != 3 or min(vals) <= 0:
+        raise CorosegError(f"spacing must be 'median', 'min', a positive number or [z, y, x] mm, found {choice!r}")
+    return tuple(vals)
+
+
 def _make_config(spec: dict, spacing, intensity: dict, data_dir: Path, layout: str, seed: int, epochs: int,
                  batch_size: int, lr: float, patch_budget: int | None, info: D.DistInfo, opts: dict) -> dict:
     net = network_config(spec, channels=opts["channels"], strides=opts["strides"],
                          num_res_units=opts["num_res_units"], norm=opts["norm"], dropout=opts["dropout"])
     locator = None
     if spec["sampler"] == "crop" and opts["locator"]:
-        lsp = opts["locator_spacing"] or [2.0 * s for s in spacing]
+        factor = float(opts.get("locator_spacing_factor") or LOCATOR_SPACING_FACTOR)
+        lsp = opts["locator_spacing"] or [factor * s for s in spacing]
         lspec = {"dims": 3, "in_channels": 1}
         locator = {"spacing": [float(s) for s in lsp], "patch_size": [int(v) for v in opts["locator_patch"]],
                    "network": network_config(lspec, channels=opts["locator_channels"], num_res_units=1,
                                              norm=opts["norm"]),
-                   "intensity": intensity, "weights": "locator.safetensors", "threshold": 0.5}
+                   "intensity": intensity, "weights": "locator.safetensors", "threshold": 0.5,
+                   "label": "coverage", "keep_fraction": LOCATOR_KEEP_FRACTION}
     return {
         "coroseg_version": coroseg.__version__,
         "status": "running",
@@ -319,7 +359,8 @@ def _main_phase(config: dict, spec: dict, tr: list[PreparedCase], va: list[Prepa
     att = None
     if spec["attention"]:
         att = {"mode": opts["attention_mode"], "dilation_mm": float(opts["attention_dilation_mm"]),
-               "perturb": bool(opts["perturb"])}
+               "perturb": bool(opts["perturb"]), "spurious": int(opts["spurious_branches"]),
+               "perturb_kwargs": dict(opts["perturb_kwargs"] or {})}
     if spec["sampler"] == "crop":
         centres = [crop_centres_for_case(c, patch, method=opts["crop_method"], seed=seed) for c in tr]
         log.info("crop centres per training case: %s", [len(c) for c in centres])
@@ -338,8 +379,9 @@ def _main_phase(config: dict, spec: dict, tr: list[PreparedCase], va: list[Prepa
 def _locator_phase(config: dict, train_cases: Sequence[Case], val_cases: Sequence[Case], seed: int, epochs: int,
                    patch_budget: int | None, opts: dict) -> _Phase:
     loc = config["locator"]
-    tr = prepare_cases(train_cases, loc["spacing"], loc["intensity"], centerline=False)
-    va = prepare_cases(val_cases, loc["spacing"], loc["intensity"], centerline=False)
+    mode = loc.get("label", "nearest")
+    tr = prepare_cases(train_cases, loc["spacing"], loc["intensity"], centerline=False, label_mode=mode)
+    va = prepare_cases(val_cases, loc["spacing"], loc["intensity"], centerline=False, label_mode=mode)
     cfg = {"sampler": "grid", "dims": 3, "patch_size": loc["patch_size"], "attention": False,
            "val_overlap": config["val_overlap"]}
 
