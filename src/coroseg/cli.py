@@ -183,6 +183,8 @@ def experiment(
     patch_budget: int = typer.Option(4000, "--patch-budget", min=1, help="Training patches per full-budget arm."),
     seeds: list[int] = typer.Option([0], "--seeds", help="Seeds; repeat for several (--seeds 0 --seeds 1)."),
     batch_size: int = typer.Option(4, "--batch-size", min=1),
+    lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate of every arm."),
+    val_every: int = typer.Option(1, "--val-every", min=1, help="Whole-volume validation every K epochs."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     baselines: bool = typer.Option(True, "--baselines/--no-baselines", help="Add HU-threshold and Frangi rows."),
     overrides: list[str] = typer.Option([], "--set", help="Training option KEY=VALUE for every arm (e.g. a CPU-sized network); repeatable."),
@@ -191,8 +193,9 @@ def experiment(
     from coroseg.experiment import run_experiment
     from coroseg.train.__main__ import parse_overrides
 
-    typer.echo(run_experiment(data, out, patch_budget=patch_budget, seeds=seeds, device=device,
-                              batch_size=batch_size, baselines=baselines, overrides=parse_overrides(overrides)))
+    typer.echo(run_experiment(data, out, patch_budget=patch_budget, seeds=seeds, device=device, lr=lr,
+                              val_every=val_every, batch_size=batch_size, baselines=baselines,
+                              overrides=parse_overrides(overrides)))
 
 
 @app.command()

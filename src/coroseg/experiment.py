@@ -51,7 +51,8 @@ ARMS = (Arm("unet2d_grid"), Arm("unet2d_crop"), Arm("unet3d_grid"), Arm("unet3d_
 
 
 def run_experiment(data_dir: str | Path, out_dir: str | Path, *, patch_budget: int = 4000,
-                   seeds: Sequence[int] = (0,), device: str = "auto", batch_size: int = 4,
+                   seeds: Sequence[int] = (0,), device: str = "auto", batch_size: int = 4, lr: float = 1e-3,
+                   val_every: int = 1,
                    arms: Sequence[Arm] = ARMS, baselines: bool = True, progress: bool = True,
                    overrides: dict | None = None) -> str:
     """Run every arm for every seed; return the ``results.md`` text (also written to ``out_dir``).
@@ -70,9 +71,12 @@ def run_experiment(data_dir: str | Path, out_dir: str | Path, *, patch_budget: i
             budget = max(1, int(round(patch_budget * arm.budget_fraction)))
             if not run_complete(run):
                 log.info("training %s seed %d (%d patches)", arm.name, seed, budget)
+                opts = dict(overrides or {})
+                if arm.model.startswith("unet2d"):
+                    opts.pop("patch_size", None)  # a 3D patch size does not apply to 2D models
                 train(data_dir, run, model=arm.model, attention=arm.attention, patch_budget=budget,
-                      batch_size=batch_size, device=device, seed=seed, progress=progress,
-                      resume=(run / "last.safetensors").exists(), **(overrides or {}))
+                      batch_size=batch_size, lr=lr, val_every=val_every, device=device, seed=seed,
+                      progress=progress, resume=(run / "last.safetensors").exists(), **opts)
             modes = ("auto", "gt") if arm.model.endswith("crop") else ("none",)
             case_rows, _ = test_run(run, data_dir, run / "test", centerlines=modes, device=device,
                                     save_predictions=False, progress=progress)

@@ -10,11 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from rel_helpers import run_folder  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[2]
-SHARED = (REPO / ".." / "shared" / "data").resolve()
-DICOM = SHARED / "real-ct" / "dicom-series"
+from rel_helpers import DICOM, run_folder  # noqa: E402,F401
 
 
 @dataclass

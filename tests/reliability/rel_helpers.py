@@ -16,6 +16,10 @@ import numpy as np
 
 from coroseg.io.volume import Volume, write_volume
 
+REPO = Path(__file__).resolve().parents[2]
+SHARED = (REPO / ".." / "shared" / "data").resolve()
+DICOM = SHARED / "real-ct" / "dicom-series"
+
 SHAPE = (12, 14, 16)  # (Z, Y, X)
 
 

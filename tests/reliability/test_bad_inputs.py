@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from conftest import DICOM
+from rel_helpers import DICOM
 from rel_helpers import (TINY_TRAIN, image_array, label_array, raw_mha, raw_nrrd, sitk_write, snapshot,
                          split_dataset, write_image)
 
@@ -433,9 +433,7 @@ def _train_labels(d, run):
     return _train_spec(d, ds, "case_0.nrrd")
 
 
-case("train-label_values_0127", _train_labels, r"label values \{0, 1, 2, 7\} found; expected \{0, 1\}",
-     marks=[pytest.mark.xfail(strict=True, reason="data/cache.py read_case binarises any label (> 0) "
-                              "silently; fix: check values with eval.evaluate.binary_label-style message")])
+case("train-label_values_0127", _train_labels, r"label values \{0, 1, 2, 7\} found; expected \{0, 1\}")
 
 
 def _train_grid(d, run):
@@ -453,10 +451,7 @@ def _train_empty(d, run):
     return _train_spec(d, ds, "ds")
 
 
-case("train-all_labels_empty", _train_empty, r"label|empty|foreground",
-     marks=[pytest.mark.xfail(strict=True, reason="trainer trains on all-background labels without a word; fix "
-                              "in data/cache.py prepare_cases (or train/trainer.py _train): refuse when every "
-                              "training label is empty, warn + skip a single empty case")])
+case("train-all_labels_empty", _train_empty, r"labels are empty")
 
 
 def _train_out_file(d, run):
@@ -520,11 +515,25 @@ def test_bad_input(build, problem, tmp_path, run_dir, crop_run_dir, cli):
         assert not files, f"partial output left in {w}: {sorted(files)}"
 
 
+def test_predict_summary_write_fails_leaves_nothing(tmp_path, run_dir, cli, monkeypatch):
+    """The case's mask and centerline files go too when its summary.json cannot be written."""
+    img = write_image(tmp_path / "scan.nrrd")
+    out = tmp_path / "out"
+    real = os.replace
+
+    def fake(src, dst, *a, **k):
+        if Path(dst).name == "summary.json":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+        return real(src, dst, *a, **k)
+
+    monkeypatch.setattr(os, "replace", fake)
+    res = cli(_predict(run_dir, img, out))
+    _check(res, Spec([], out.name), r"cannot write file \(No space left on device\)")
+    assert not [p for p in out.rglob("*") if p.is_file()]
+
+
 # ---- disk full during write (ENOSPC simulated on os.replace, the commit of every atomic write) --
-@pytest.mark.parametrize("nth", [1, pytest.param(2, marks=pytest.mark.xfail(strict=True, reason=(
-    "infer/files.py _predict_one writes <id>_seg first; a later failed write (centerline files, "
-    "summary.json) leaves it behind. Fix: on error unlink the files already written for the case")))],
-    ids=["first_file", "second_file"])
+@pytest.mark.parametrize("nth", [1, 2], ids=["first_file", "second_file"])
 def test_predict_disk_full_leaves_nothing(tmp_path, run_dir, cli, monkeypatch, nth):
     img = write_image(tmp_path / "scan.nrrd")
     out = tmp_path / "out"
@@ -581,10 +590,6 @@ def test_negative_spacing_is_a_flip_not_an_error(tmp_path, cli):
     assert res.code == 0 and "orientation: LPI" in res.out
 
 
-@pytest.mark.xfail(strict=True, reason="train/trainer.py train() creates the run folder, train.log and splits.json "
-                   "before the data is read; a failed start leaves them, and a retry reuses the stale splits.json. "
-                   "Fix: read/check the cases (load_dataset + training_statistics) before _check_run_dir/mkdir, or "
-                   "remove the run folder when the run fails before config.json is written")
 def test_train_bad_data_leaves_no_run_folder(tmp_path, cli):
     ds = _train_data_with(tmp_path, image=_renamed(_nan, "case_0"))
     res = cli(_train_spec(tmp_path, ds, "case_0.").argv)

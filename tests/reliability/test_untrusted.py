@@ -62,9 +62,6 @@ def test_config_json_is_parsed_as_data(tmp_path, cli):
 
 
 @pytest.mark.parametrize("damage", ["truncated", "pickle_object"])
-@pytest.mark.xfail(strict=True, reason="train/trainer.py _train: torch.load(optimizer.pt, weights_only=True) errors "
-                   "(UnpicklingError / RuntimeError / EOFError) escape as tracebacks. Fix: wrap it and raise "
-                   "CorosegError('cannot resume: optimizer.pt is corrupt or not a coroseg checkpoint (...)', path)")
 def test_resume_with_a_damaged_optimizer_state_is_one_line(tmp_path, cli, damage):
     ds = split_dataset(tmp_path / "ds")
     out = tmp_path / "run"

@@ -15,7 +15,7 @@ import numpy as np
 
 from coroseg.data.layouts import Case
 from coroseg.data.preprocess import intensity_stats, normalise, target_spacing, to_model_grid
-from coroseg.errors import GeometryError
+from coroseg.errors import GeometryError, InputError
 from coroseg.io.centerline import CenterlineGraph
 from coroseg.io.volume import Volume, grid_mismatch, read_volume, resample_to_grid
 
@@ -70,7 +70,11 @@ def read_case(case: Case) -> tuple[Volume, Volume]:
         if image.shape != label.shape:
             raise GeometryError(f"label does not match image {case.image.name}: {problem}", case.label)
         label = resample_to_grid(label, image)
-    label = label.with_array((label.array > 0).astype(np.uint8), is_label=True)
+    values = np.unique(label.array)
+    if not set(values.tolist()) <= {0, 1}:
+        # a multi-class or 0/255 mask is a choice for the user, not something to guess
+        shown = ", ".join(str(int(v)) for v in values[:8]) + (", ..." if len(values) > 8 else "")
+        raise InputError(f"label values {{{shown}}} found; expected {{0, 1}} (a binary coronary mask)", case.label)
     return image, label
 
 
@@ -156,11 +160,20 @@ def prepare_case(case: Case, spacing: Sequence[float], intensity: dict, *, cente
 def prepare_cases(cases: Sequence[Case], spacing: Sequence[float], intensity: dict, *,
                   centerline: bool, label_mode: str = "nearest") -> list[PreparedCase]:
     """:func:`prepare_case` for every case (kept in memory: the cache)."""
-    out = []
+    out, empty = [], []
     for c in cases:
-        out.append(prepare_case(c, spacing, intensity, centerline=centerline, label_mode=label_mode))
+        prepared = prepare_case(c, spacing, intensity, centerline=centerline, label_mode=label_mode)
+        if not prepared.label.any():
+            empty.append(c)
+            continue
+        out.append(prepared)
         log.debug("prepared %s: shape %s, centerline from %s", c.case_id, out[-1].image.shape,
                   out[-1].centerline_source)
+    if cases and not out:
+        raise InputError(f"all {len(cases)} labels are empty (no vessel voxels)",
+                         cases[0].label.parent if cases[0].label else None)
+    for c in empty:
+        log.warning("%s: label is empty (no vessel voxels); case skipped", c.label)
     return out
 
 

@@ -126,9 +126,14 @@ def predict(
             log.error("%s", exc)
             failures.append((path, str(exc)))
             summaries.append({"id": case_id(path), "input": str(path), "error": str(exc)})
-        write_json(output_dir / "summary.json", {
-            "coroseg_version": __version__, "run": None if run_dir is None else str(run_dir),
-            "model": loaded.config.get("model"), "device": str(dev), "cases": earlier + summaries})
+        try:
+            write_json(output_dir / "summary.json", {
+                "coroseg_version": __version__, "run": None if run_dir is None else str(run_dir),
+                "model": loaded.config.get("model"), "device": str(dev), "cases": earlier + summaries})
+        except CorosegError:
+            # a case whose summary cannot be written is not finished: remove its files too
+            _remove_outputs(output_dir, summaries[-1].get("files", {}))
+            raise
     if failures:
         raise CorosegError(f"{len(failures)} of {len(paths)} scans failed: "
                            + "; ".join(msg for _, msg in failures), output_dir / "summary.json")
@@ -156,15 +161,22 @@ def _predict_one(loaded, path: Path, output_dir: Path, *, centerline, device, sa
     cid = case_id(path)
     ext = output_extension(path)
     t0 = time.perf_counter()
-    files = {"seg": write_volume(pred.seg, output_dir / f"{cid}_seg{ext}")}
-    if save_prob:
-        files["prob"] = write_volume(pred.prob, output_dir / f"{cid}_prob{ext}")
-    if pred.graph is not None and len(pred.graph) > 0:
-        for p in write_centerline_files(pred.graph, output_dir / f"{cid}_centerline"):
-            files["centerline" + "".join(p.suffixes[-2:] if p.name.endswith(".mrk.json") else p.suffixes[-1:])] = p
-    if mesh:
-        verts, faces = mesh_from_mask(pred.seg)
-        files["mesh"] = write_stl(output_dir / f"{cid}_vessels.stl", verts, faces)
+    files: dict[str, Path] = {}
+    try:
+        files["seg"] = write_volume(pred.seg, output_dir / f"{cid}_seg{ext}")
+        if save_prob:
+            files["prob"] = write_volume(pred.prob, output_dir / f"{cid}_prob{ext}")
+        if pred.graph is not None and len(pred.graph) > 0:
+            for p in write_centerline_files(pred.graph, output_dir / f"{cid}_centerline"):
+                files["centerline" + "".join(p.suffixes[-2:] if p.name.endswith(".mrk.json") else p.suffixes[-1:])] = p
+        if mesh:
+            verts, faces = mesh_from_mask(pred.seg)
+            files["mesh"] = write_stl(output_dir / f"{cid}_vessels.stl", verts, faces)
+    except BaseException:
+        # a mask without its other outputs would look like a finished case
+        _remove_outputs(output_dir, files)
+        _remove_outputs(output_dir, {s: f"{cid}_centerline{s}" for s in (".vtp", ".gml", ".mrk.json")})
+        raise
     t_write = time.perf_counter() - t0
     timings = {"read": round(t_read, 4), **{k: v for k, v in pred.timings.items() if k != "total"},
                "write": round(t_write, 4), "total": round(t_read + pred.timings["total"] + t_write, 4)}
@@ -177,6 +189,14 @@ def _predict_one(loaded, path: Path, output_dir: Path, *, centerline, device, sa
         "timings_s": timings,
         "files": {k: Path(v).name for k, v in files.items()},
     }
+
+
+def _remove_outputs(output_dir: Path, files: dict) -> None:
+    for name in files.values():
+        try:
+            (output_dir / Path(name).name).unlink(missing_ok=True)
+        except OSError:  # e.g. the output "folder" is a file: nothing was written there
+            pass
 
 
 __all__ = ["predict"]

@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import shutil
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -170,9 +171,11 @@ def train(data_dir: str | Path, out_dir: str | Path, *, model: str = "unet3d_cro
     run_dir = Path(out_dir)
     info = D.setup(device)
     handler = None
+    created = False
     try:
         if info.is_main:
             _check_run_dir(run_dir, resume)
+            created = not run_dir.exists()
             run_dir.mkdir(parents=True, exist_ok=True)
             handler = _start_log(run_dir / "train.log")
         D.barrier(info)
@@ -182,11 +185,37 @@ def train(data_dir: str | Path, out_dir: str | Path, *, model: str = "unet3d_cro
                    early_stop=early_stop, lr=lr, progress=progress, opts={**DEFAULTS, **overrides})
         D.barrier(info)
         return run_dir
+    except CorosegError as exc:
+        if created and not isinstance(exc, TrainingInterrupted) and not (run_dir / "last.safetensors").exists():
+            # the run never reached a checkpoint (e.g. bad data): leave no folder, no stale splits.json
+            _close_log(handler)
+            handler = None
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     finally:
-        if handler is not None:
-            logging.getLogger("coroseg").removeHandler(handler)
-            handler.close()
+        _close_log(handler)
         D.teardown(info)
+
+
+def _close_log(handler: logging.Handler | None) -> None:
+    if handler is not None:
+        logging.getLogger("coroseg").removeHandler(handler)
+        handler.close()
+
+
+def _load_state(path: Path) -> dict:
+    """The optimizer/RNG checkpoint, loaded with ``weights_only=True`` (never arbitrary pickles)."""
+    if not path.exists():
+        raise CorosegError("cannot resume: no optimizer state (the run never saved a checkpoint)", path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError, RuntimeError, EOFError...: all mean "not ours"
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise CorosegError(f"cannot resume: optimizer state is corrupt or not a coroseg checkpoint ({reason})",
+                           path) from None
+    if not isinstance(state, dict):
+        raise CorosegError("cannot resume: optimizer state is not a coroseg checkpoint", path)
+    return state
 
 
 def _check_run_dir(run_dir: Path, resume: bool) -> None:
@@ -243,7 +272,7 @@ def _train(data_dir: Path, run_dir: Path, info: D.DistInfo, interrupted: list, *
         config = read_config(run_dir)
         if config["model"] != model:
             raise CorosegError(f"cannot resume: the run trains {config['model']}, not {model}", run_dir / "config.json")
-        state = torch.load(run_dir / "optimizer.pt", map_location="cpu", weights_only=True)
+        state = _load_state(run_dir / "optimizer.pt")
         opts = {**opts, **config["train"]["options"]}
         attention, seed = bool(config["attention"]), int(config["seed"])
         batch_size, lr = int(config["train"]["batch_size"]), float(config["train"]["lr"])
@@ -556,7 +585,7 @@ def _fit(phase: _Phase, run_dir: Path, info: D.DistInfo, interrupted: list, conf
         if not (run_dir / phase.best_file).exists():
             save_weights(net, run_dir / phase.best_file, config)
         if next_phase is not None:  # the next phase starts from scratch on resume
-            st = torch.load(run_dir / "optimizer.pt", map_location="cpu", weights_only=True)
+            st = _load_state(run_dir / "optimizer.pt")
             st.update(phase=next_phase, epoch=0, step_in_epoch=0, global_step=0, patches=0, best=-1.0,
                       best_epoch=-1, bad=0, history=history)
             st.pop("optimizer"), st.pop("scheduler")
