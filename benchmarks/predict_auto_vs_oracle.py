@@ -25,6 +25,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from _common import phantom_data
+
 import numpy as np
 
 STAGES = ("preprocess", "locator_preprocess", "locator_network", "locator_centerline", "centerline_read",
@@ -67,14 +69,7 @@ def main() -> None:
 
     tmp = tempfile.TemporaryDirectory(prefix="coroseg_predict_bench_")
     work = args.out or Path(tmp.name)
-    data = args.data
-    if data is None:
-        from coroseg.synth import synth_dataset
-
-        data = work / "data"
-        t = time.perf_counter()
-        synth_dataset(data, args.cases, preset=args.preset, seed=args.seed, progress=False)
-        print(f"generated {args.cases} '{args.preset}' phantoms in {time.perf_counter() - t:.1f} s")
+    data = phantom_data(args.data, work, cases=args.cases, preset=args.preset, seed=args.seed)
     run_dir = args.run
     if run_dir is None:
         from coroseg.train import train

@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import phantom_data
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -43,14 +45,7 @@ def main() -> None:
 
     tmp = tempfile.TemporaryDirectory(prefix="coroseg_bench_")
     work = args.out or Path(tmp.name)
-    data = args.data
-    if data is None:
-        from coroseg.synth import synth_dataset
-
-        data = work / "data"
-        t = time.perf_counter()
-        synth_dataset(data, args.cases, preset=args.preset, seed=args.seed, progress=False)
-        print(f"generated {args.cases} '{args.preset}' phantoms in {time.perf_counter() - t:.1f} s")
+    data = phantom_data(args.data, work, cases=args.cases, preset=args.preset, seed=args.seed)
     channels = [int(c) for c in args.channels.split(",")]
     _warm_up(channels, args.patch, args.batch_size, args.device)  # so the first model timed pays no start-up cost
     results = {}
