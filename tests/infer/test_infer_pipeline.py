@@ -209,16 +209,18 @@ def test_real_ct_end_to_end(tmp_path, fake_run, rel):
 @pytest.mark.parametrize("direction", [np.eye(3), np.diag([-1.0, -1.0, 1.0])])
 def test_box_resample_equals_whole_volume(direction):
     """Resampling only the box of non-zero probability gives the whole-volume answer exactly."""
-    from coroseg.infer.pipeline import _input_box, _sub_grid
+    from coroseg.infer.pipeline import _input_box
+    from coroseg.io.volume import sub_grid
 
     vol = Volume(np.zeros((23, 31, 29), np.int16), (1.3, 0.7, 0.8), (5.0, -3.0, 12.0), direction)
     grid = Volume(np.zeros((30, 22, 23), np.float32), (1.0, 1.0, 1.0), vol.origin, direction)
     prob = np.zeros(grid.shape, np.float32)
     prob[10:16, 5:9, 12:20] = np.random.default_rng(0).random((6, 4, 8), dtype=np.float32)
     full = resample_to_grid(grid.with_array(prob), vol, order=1, default=0.0).array
-    box = _input_box(prob, grid, vol)
+    box, src = _input_box(grid.with_array(prob), vol)
+    assert src.array.size < prob.size / 10  # only the non-zero part of the model grid is resampled
     part = np.zeros(vol.shape, np.float32)
-    part[box] = resample_to_grid(grid.with_array(prob), _sub_grid(vol, box), order=1, default=0.0).array
+    part[box] = resample_to_grid(src, sub_grid(vol, box), order=1, default=0.0).array
     assert np.count_nonzero(full) > 50
     np.testing.assert_allclose(part, full, atol=1e-6)
-    assert _input_box(np.zeros_like(prob), grid, vol) is None
+    assert _input_box(grid.with_array(np.zeros_like(prob)), vol) is None

@@ -119,3 +119,44 @@ def test_border_voxels_only_at_inner_crop_faces():
     mask[0, 0, 5] = True  # touching the volume's faces only: not a border
     out = border_voxels(mask, covered, (2, 2, 2))
     np.testing.assert_array_equal(out, [[5, 5, 14], [5, 5, 15]])
+
+
+@pytest.mark.parametrize("combine", ["stack", "add"])
+def test_crop_attention_equals_whole_volume_input(combine):
+    """Per-crop attention input == the same crops of the whole-volume input (model_input)."""
+    import networkx as nx
+
+    from coroseg.infer.stages import crop_attention, model_input, pad_value
+    from coroseg.io.centerline import CenterlineGraph
+    from coroseg.io.volume import Volume
+
+    rng = np.random.default_rng(3)
+    norm = rng.normal(size=(20, 26, 22)).astype(np.float32)
+    grid = Volume(norm, (0.9, 0.7, 0.8), (3.0, -2.0, 5.0), np.eye(3))
+    g = nx.Graph()
+    ends = [grid.index_to_world(np.array([[2.0, 3.0, 4.0]]))[0], grid.index_to_world(np.array([[17.0, 20.0, 18.0]]))[0],
+            grid.index_to_world(np.array([[10.0, 24.5, 1.0]]))[0]]
+    for i, p in enumerate(ends):
+        g.add_node(i, pos=p, radius=1.2)
+    g.add_edge(0, 1), g.add_edge(1, 2)
+    graph = CenterlineGraph(g)
+    intensity = {"clip": [-100.0, 500.0], "mean": 50.0, "std": 100.0}
+    config = {"attention": True, "patch_size": [8, 12, 10], "intensity": intensity,
+              "attention_cfg": {"mode": "gaussian", "dilation_mm": 1.0, "combine": combine, "weight": 2.0}}
+    chans, cvals = model_input(norm, __import__("coroseg.infer.stages", fromlist=["attention"]).attention(
+        graph, grid, config), config)
+    starts = np.array([[0, 0, 0], [12, 14, 12], [5, 17, 3], [14, 20, 15]])  # the last one pads past the volume
+    seen_whole, seen_crop = [], []
+    predict_crops(chans, starts, lambda t: (seen_whole.append(t.clone()), t[:, :1])[1], patch_size=(8, 12, 10),
+                  cval=cvals)
+    extra_pad = pad_value(intensity) if combine == "add" else 0.0
+    predict_crops(norm[None], starts, lambda t: (seen_crop.append(t.clone()), t[:, :1])[1], patch_size=(8, 12, 10),
+                  cval=cvals[0], extra_channels=crop_attention(graph, grid, config), extra_cval=extra_pad)
+    whole, crop = torch.cat(seen_whole), torch.cat(seen_crop)
+    assert whole.shape == crop.shape == (4, 2, 8, 12, 10)
+    assert float(whole[:, 1].max()) > 0.5  # the centerline passes through the crops
+    # equal up to rounding: a voxel exactly at the 3-sigma cut may fall either side of it
+    # (distances are computed in crop vs volume coordinates), a jump of exp(-4.5) = 0.011
+    diff = (crop - whole).abs()
+    assert float(diff.max()) <= 2.0 * float(np.exp(-4.5)) + 1e-5  # x weight 2 in "add" mode
+    assert int((diff > 1e-5).sum()) <= 5

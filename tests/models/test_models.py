@@ -122,6 +122,24 @@ def test_target_spacing_is_median_per_axis():
     assert target_spacing([(1.0, 0.5, 0.5), (0.6, 0.4, 0.4), (2.0, 0.3, 0.3)]) == (1.0, 0.4, 0.4)
 
 
+@pytest.mark.parametrize("spacing", [(0.9, 0.55, 0.7), (1.3, 0.7, 0.8)])
+@pytest.mark.parametrize("direction", [np.eye(3), np.array([[0.0, 1, 0], [-1, 0, 0], [0, 0, 1]])])
+def test_model_grid_patches_equal_whole_volume(spacing, direction):
+    """Resampling only a box of the model grid gives exactly that box of the whole resample."""
+    from coroseg.data.preprocess import ModelGridPatches
+
+    rng = np.random.default_rng(2)
+    vol = Volume(rng.integers(-1000, 1500, (23, 31, 29)).astype(np.int16), (1.3, 0.7, 0.8), (5.0, -3.0, 12.0),
+                 direction)
+    intensity = {"clip": [-200.0, 800.0], "mean": 100.0, "std": 250.0}
+    whole = normalise(to_model_grid(vol, spacing).array, intensity)
+    patches = ModelGridPatches(vol, spacing, intensity)
+    assert patches.shape == whole.shape
+    for box in [(slice(0, 5), slice(3, 11), slice(0, 7)), (slice(20, whole.shape[0]), slice(0, 4), slice(9, 30)),
+                tuple(slice(0, n) for n in whole.shape)]:
+        np.testing.assert_array_equal(patches.region(box), whole[box])
+
+
 def test_to_model_grid_halves_shape():
     vol = Volume(np.zeros((10, 8, 6), np.float32), (1.0, 1.0, 1.0))
     assert to_model_grid(vol, (2.0, 2.0, 2.0)).shape == (5, 4, 3)

@@ -74,7 +74,7 @@ def intensity_stats(images: Sequence[np.ndarray], labels: Sequence[np.ndarray], 
     return {"clip": [float(lo), float(hi)], "mean": float(clipped.mean()), "std": float(max(clipped.std(), 1e-6))}
 
 
-def normalise(array: np.ndarray, intensity: dict) -> np.ndarray:
+def normalise(array: np.ndarray, intensity: dict, *, out: np.ndarray | None = None) -> np.ndarray:
     """Clip to ``intensity["clip"]`` then standardise: ``(x - mean) / std``.
 
     Parameters
@@ -82,6 +82,8 @@ def normalise(array: np.ndarray, intensity: dict) -> np.ndarray:
     array : ndarray, HU
     intensity : dict
         As returned by :func:`intensity_stats`.
+    out : float32 ndarray, optional
+        Write the result here (may be ``array`` itself: in place, no volume-sized copy).
 
     Returns
     -------
@@ -92,7 +94,7 @@ def normalise(array: np.ndarray, intensity: dict) -> np.ndarray:
         mean, std = float(intensity["mean"]), float(intensity["std"])
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(f"intensity settings must have clip=[lo, hi], mean, std; found {intensity!r} ({exc})") from None
-    out = np.clip(np.asarray(array, dtype=np.float32), lo, hi)
+    out = np.clip(np.asarray(array, dtype=np.float32), lo, hi, out=out)
     out -= np.float32(mean)
     out /= np.float32(std)
     return out
@@ -115,4 +117,64 @@ def to_model_grid(vol: Volume, spacing: Sequence[float]) -> Volume:
     return resample(vol, tuple(float(s) for s in spacing))
 
 
-__all__ = ["intensity_stats", "normalise", "target_spacing", "to_model_grid"]
+class ModelGridPatches:
+    """The normalised image on the model grid, resampled only where a patch is read.
+
+    Equal, patch by patch, to ``normalise(to_model_grid(vol, spacing).array, intensity)``
+    (same grid, same linear interpolation, same value outside the scan), but the whole
+    model-grid volume is never built: crop models read a few dozen patches from a grid of
+    tens of millions of voxels, so this saves the whole-volume resampling, its memory and
+    most of the time of preprocessing.
+
+    Parameters
+    ----------
+    vol : Volume
+        HU image (any spacing; the direction is kept).
+    spacing : (3,) float, mm
+        Model spacing, array order.
+    intensity : dict
+        Normalisation (:func:`normalise`).
+
+    Attributes
+    ----------
+    grid : Volume
+        The model grid's geometry (a zero-memory view, as :func:`coroseg.io.volume.resampled_grid`).
+    shape : tuple of 3 int
+        ``grid.shape``.
+    """
+
+    def __init__(self, vol: Volume, spacing: Sequence[float], intensity: dict):
+        import SimpleITK as sitk
+
+        from coroseg.io.volume import resampled_grid
+
+        self.intensity = intensity
+        self._same = bool(np.allclose(tuple(float(s) for s in spacing), vol.spacing, rtol=1e-4))
+        self.grid = vol if self._same else resampled_grid(vol, spacing)
+        self.shape = tuple(self.grid.shape)
+        self._vol = vol
+        if not self._same:
+            self._src = vol.to_sitk()  # converted once; integer HU stays integer (half the memory)
+            self._default = float(np.min(vol.array)) if vol.array.size else 0.0
+
+    def region(self, box: tuple[slice, ...]) -> np.ndarray:
+        """``normalise(to_model_grid(vol).array[box])``, float32, computed for ``box`` only."""
+        import SimpleITK as sitk
+
+        if self._same:
+            return normalise(self._vol.array[box], self.intensity)
+        start = np.array([b.start for b in box], float)
+        shape = [b.stop - b.start for b in box]
+        rs = sitk.ResampleImageFilter()
+        rs.SetSize([int(n) for n in shape[::-1]])
+        rs.SetOutputSpacing(tuple(float(v) for v in self.grid.spacing[::-1]))
+        rs.SetOutputOrigin(tuple(float(v) for v in self.grid.index_to_world(start[None])[0]))
+        rs.SetOutputDirection(tuple(float(d) for d in self.grid.direction.ravel()))
+        rs.SetInterpolator(sitk.sitkLinear)
+        rs.SetDefaultPixelValue(self._default)
+        rs.SetOutputPixelType(sitk.sitkFloat32)  # interpolate in floating point, as resample_to_grid
+        arr = sitk.GetArrayFromImage(rs.Execute(self._src))
+        return normalise(arr, self.intensity, out=arr if arr.dtype == np.float32 else None)
+
+
+__all__ = ["intensity_stats", "normalise", "target_spacing", "to_model_grid", "ModelGridPatches"]

@@ -4,8 +4,8 @@ Geometry path of one scan::
 
     input Volume (any orientation)
       -> orient_lps (flip/permute only, exact)       so RAS or flipped storage gives the same input
-      -> to_model_grid (linear, model spacing)        exactly as in training
-      -> normalise (clip + standardise, run config)
+      -> to_model_grid (linear, model spacing)        exactly as in training (crop models:
+      -> normalise (clip + standardise, run config)   only the crops, ModelGridPatches)
       -> network stage(s) -> vessel probability on the model grid
       -> resample_to_grid(input grid, linear)         the probability, not the mask
       -> postprocess (threshold, keep trees, fill holes) on the input grid
@@ -33,7 +33,7 @@ from coroseg.errors import CorosegError, InputError
 from coroseg.infer.postprocess import PostprocessOptions, postprocess
 from coroseg.infer.stages import MAX_VESSEL_FRACTION, StageInfo, locate, run_crops, run_grid
 from coroseg.io.centerline import CenterlineGraph
-from coroseg.io.volume import Volume, orient_lps, resample_to_grid
+from coroseg.io.volume import Volume, orient_lps, resample_to_grid, sub_grid
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def predict_volume(
     Prediction
         ``(seg, prob, graph, timings, info)``; ``seg`` and ``prob`` share ``vol``'s grid exactly.
     """
-    from coroseg.data.preprocess import normalise, to_model_grid
+    from coroseg.data.preprocess import ModelGridPatches, normalise, to_model_grid
 
     t_start = time.perf_counter()
     dev = resolve_device(device)
@@ -167,38 +167,51 @@ def predict_volume(
     info = StageInfo()
     t0 = time.perf_counter()
     vol_lps = orient_lps(vol)
-    grid = to_model_grid(vol_lps, cfg["spacing"])
-    norm = normalise(grid.array, cfg["intensity"])
     t0 = info.tick("preprocess", t0)
+
+    def whole_volume() -> tuple[Volume, np.ndarray]:
+        t = time.perf_counter()
+        grid = to_model_grid(vol_lps, cfg["spacing"])
+        # normalise in place when resampling made a new float32 array (never the caller's)
+        own = grid is not vol_lps and grid.array.dtype == np.float32
+        norm = normalise(grid.array, cfg["intensity"], out=grid.array if own else None)
+        info.tick("preprocess", t)
+        return grid, norm
 
     source = "none"
     prior_nodes = None
     if cfg.get("sampler", "grid") == "crop":
         prior, source = _prior_graph(run, vol_lps, centerline, dev, info, centerline_source, max_vessel_fraction)
-        t0 = time.perf_counter()
         if prior is None:  # no prior: crop model over the whole volume, attention all zero
-            prob = run_grid(norm, run.model, cfg, device=dev, batch_size=batch_size)
+            grid, norm = whole_volume()
+            t0 = time.perf_counter()
+            prob = grid.with_array(run_grid(norm, run.model, cfg, device=dev, batch_size=batch_size))
             info.tick("network", t0)
         else:
             prior_nodes = len(prior)
-            prob, _ = run_crops(norm, grid, prior, run.model, cfg, device=dev, batch_size=batch_size,
+            # the model-grid image is resampled crop by crop, never as a whole volume
+            patches = ModelGridPatches(vol_lps, cfg["spacing"], cfg["intensity"])
+            grid = patches.grid
+            prob, _ = run_crops(patches, grid, prior, run.model, cfg, device=dev, batch_size=batch_size,
                                 iterate=iterate, max_iterations=max_iterations,
                                 threshold=postprocess_options.threshold, info=info,
                                 max_vessel_fraction=max_vessel_fraction)
     else:
         if isinstance(centerline, CenterlineGraph) or str(centerline) not in CENTERLINE_MODES:
             info.warn(f"{cfg.get('model')} is a grid model: the given centerline is not used")
-        prob = run_grid(norm, run.model, cfg, device=dev, batch_size=batch_size)
+        grid, norm = whole_volume()
+        t0 = time.perf_counter()
+        prob = grid.with_array(run_grid(norm, run.model, cfg, device=dev, batch_size=batch_size))
         info.tick("network", t0)
 
     t0 = time.perf_counter()
     prob_arr = np.zeros(vol.shape, np.float32)
     seg_arr = np.zeros(vol.shape, np.uint8)
-    box = _input_box(prob, grid, vol, floor=min(PROB_FLOOR, postprocess_options.threshold))
-    if box is not None:  # resample and post-process only where the network said anything
-        sub = _sub_grid(vol, box)
-        back = resample_to_grid(grid.with_array(prob.astype(np.float32, copy=False), is_label=False), sub,
-                                order=1, default=0.0).array
+    found = None if prob is None else _input_box(prob, vol, floor=min(PROB_FLOOR, postprocess_options.threshold))
+    if found is not None:  # resample and post-process only where the network said anything
+        box, src = found
+        sub = sub_grid(vol, box)
+        back = resample_to_grid(src, sub, order=1, default=0.0).array
         np.clip(back, 0.0, 1.0, out=back)
         prob_arr[box] = back
         t0 = info.tick("resample_back", t0)
@@ -226,39 +239,33 @@ def predict_volume(
     return Prediction(seg, prob_in, graph, timings, meta)
 
 
-def _input_box(prob: np.ndarray, grid: Volume, vol: Volume, *, margin: int = 2,
-               floor: float = PROB_FLOOR) -> tuple[slice, ...] | None:
-    """Slices of ``vol``'s grid covering every model-grid voxel with probability above ``floor``.
+def _input_box(prob: Volume, vol: Volume, *, margin: int = 2,
+               floor: float = PROB_FLOOR) -> tuple[tuple[slice, ...], Volume] | None:
+    """Where the network said anything: slices of ``vol``'s grid, and the part of ``prob`` to resample there.
 
-    The box of those voxels (grown by ``margin`` voxels, for the linear interpolation's
-    reach) is mapped through world space onto the input grid; ``None`` when all is zero.
-    Outside it every interpolated probability is at most ``floor`` (below any sensible
-    threshold), so the mask is the same as from the whole volume and the saved probability
-    differs by at most ``floor``; crop models leave most of the volume untouched, so this
-    saves most of the resampling and post-processing time.
+    The box of the model-grid voxels above ``floor`` (grown by ``margin`` voxels, for the
+    linear interpolation's reach) is cut out of ``prob`` and mapped through world space onto
+    the input grid; ``None`` when all is zero. Outside it every interpolated probability is
+    at most ``floor`` (below any sensible threshold), so the mask is the same as from the
+    whole volume and the saved probability differs by at most ``floor``; crop models leave
+    most of the volume untouched, so this saves most of the resampling and post-processing.
     """
-    nz = np.nonzero(prob.max(axis=(1, 2)) > floor)[0]
+    arr = prob.array
+    nz = np.nonzero(arr.max(axis=(1, 2)) > floor)[0]
     if len(nz) == 0:
         return None
-    ny = np.nonzero(prob.max(axis=(0, 2)) > floor)[0]
-    nx_ = np.nonzero(prob.max(axis=(0, 1)) > floor)[0]
-    lo = np.array([nz[0], ny[0], nx_[0]]) - margin
-    hi = np.array([nz[-1], ny[-1], nx_[-1]]) + margin
+    ny = np.nonzero(arr.max(axis=(0, 2)) > floor)[0]
+    nx_ = np.nonzero(arr.max(axis=(0, 1)) > floor)[0]
+    lo = np.maximum(np.array([nz[0], ny[0], nx_[0]]) - margin, 0)
+    hi = np.minimum(np.array([nz[-1], ny[-1], nx_[-1]]) + margin, np.array(arr.shape) - 1)
     corners = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])], float)
-    idx = vol.world_to_index(grid.index_to_world(corners))
+    idx = vol.world_to_index(prob.index_to_world(corners))
     start = np.clip(np.floor(idx.min(0)).astype(int) - margin, 0, np.array(vol.shape))
     stop = np.clip(np.ceil(idx.max(0)).astype(int) + margin + 1, 0, np.array(vol.shape))
     if np.any(stop <= start):
         return None
-    return tuple(slice(int(a), int(b)) for a, b in zip(start, stop))
-
-
-def _sub_grid(vol: Volume, box: tuple[slice, ...]) -> Volume:
-    """The geometry of ``vol[box]`` (same spacing and direction, shifted origin)."""
-    start = np.array([b.start for b in box], float)
-    shape = tuple(b.stop - b.start for b in box)
-    origin = vol.index_to_world(start[None])[0]
-    return Volume(np.zeros(shape, np.uint8), vol.spacing, tuple(origin), vol.direction.copy())
+    src = sub_grid(prob, tuple(slice(int(a), int(b) + 1) for a, b in zip(lo, hi)))
+    return tuple(slice(int(a), int(b)) for a, b in zip(start, stop)), src
 
 
 def find_inputs(path: str | Path) -> list[Path]:

@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from coroseg.infer.crops import CropAccumulator, crop_boxes, predict_crops
+from coroseg.infer.crops import ArrayPatches, CropAccumulator, crop_boxes, predict_crops
 from coroseg.infer.postprocess import keep_main_components
 from coroseg.infer.windows import sliding_window, vessel_predictor
 from coroseg.io.centerline import CenterlineGraph
-from coroseg.io.volume import Volume
+from coroseg.io.volume import Volume, sub_grid
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +174,29 @@ def attention(graph: CenterlineGraph, grid: Volume, config: dict) -> np.ndarray:
     return np.asarray(attention_channel(graph, grid, **kwargs), dtype=np.float32)
 
 
+def crop_attention(graph: CenterlineGraph, grid: Volume, config: dict):
+    """``(start, image_patch) -> (1, pz, py, px)``: the attention input of one crop, as in training.
+
+    The same map as :func:`attention` (and :func:`model_input`'s second channel) restricted
+    to the crop, computed from the centerline points that reach it, so no volume-sized
+    attention array is ever built.
+    """
+    from coroseg.data.sampling import attention_patch, centerline_points
+
+    pts, rad = centerline_points(graph, grid)
+    acfg = config.get("attention_cfg") or {}
+    cfg = {k: acfg[k] for k in ("dilation_mm", "mode") if acfg.get(k) is not None}
+    size = np.asarray(config["patch_size"], dtype=np.int64)
+    add = acfg.get("combine", "stack") == "add"
+    weight = np.float32(1.0 if acfg.get("weight") is None else acfg["weight"])
+
+    def make(start: np.ndarray, patch: np.ndarray) -> np.ndarray:
+        att = attention_patch(pts, rad, np.asarray(start) + size // 2, size, grid.spacing, cfg)
+        return (patch[0] + weight * att)[None] if add else att[None]
+
+    return make
+
+
 def model_input(norm: np.ndarray, att: np.ndarray | None, config: dict) -> tuple[np.ndarray, list[float]]:
     """Network input channels ``(C, Z, Y, X)`` and their padding values, as in training.
 
@@ -238,8 +261,9 @@ def border_voxels(mask: np.ndarray, covered: np.ndarray, margin: Sequence[int]) 
     pad_hi = hi + m
     big = tuple(slice(a, b) for a, b in zip(pad_lo, pad_hi))
     cov = covered[big]
-    struct = np.ones(tuple(2 * m + 1), bool)
-    interior = ndimage.binary_erosion(cov, structure=struct, border_value=1)
+    # a box erosion is a separable minimum filter: 1D passes instead of a (2m+1)^3 structure
+    # (same result, ~40x faster at m = 6)
+    interior = ndimage.minimum_filter(cov.view(np.uint8), size=tuple(2 * m + 1), mode="constant", cval=1).view(bool)
     inner = tuple(slice(a - b, a - b + (min(c, n) - a)) for a, b, c, n in zip(lo, pad_lo, hi, mask.shape))
     edge = mask[box] & ~interior[inner]
     return np.argwhere(edge).astype(float) + lo
@@ -273,16 +297,17 @@ def uncovered_points(points_idx: np.ndarray, starts: np.ndarray, shape: Sequence
     return pts[~inside]
 
 
-def run_crops(norm: np.ndarray, grid: Volume, graph: CenterlineGraph, model: torch.nn.Module, config: dict, *,
+def run_crops(norm, grid: Volume, graph: CenterlineGraph, model: torch.nn.Module, config: dict, *,
               device: torch.device, batch_size: int = 8, iterate: bool = True, max_iterations: int = 3,
               threshold: float = 0.5, info: StageInfo | None = None,
-              max_vessel_fraction: float = MAX_VESSEL_FRACTION) -> tuple[np.ndarray, CenterlineGraph]:
+              max_vessel_fraction: float = MAX_VESSEL_FRACTION) -> tuple[Volume | None, CenterlineGraph]:
     """Stage 2: crop model at crop centres of ``graph``; returns probability and final prior graph.
 
     Parameters
     ----------
-    norm : (Z, Y, X) ndarray of float32
-        Normalised image on the model grid ``grid``.
+    norm : (Z, Y, X) ndarray of float32, or a patch source
+        Normalised image on the model grid ``grid``, or
+        :class:`coroseg.data.preprocess.ModelGridPatches` (resampled crop by crop).
     graph : CenterlineGraph
         The centerline prior (LPS mm).
     iterate : bool
@@ -291,8 +316,9 @@ def run_crops(norm: np.ndarray, grid: Volume, graph: CenterlineGraph, model: tor
 
     Returns
     -------
-    prob : (Z, Y, X) ndarray of float32
-        0 outside every crop.
+    prob : Volume or None
+        Float32 probability on the sub-grid of ``grid`` bounding every crop (0 where no crop
+        reached); ``None`` when no crop ran.
     graph : CenterlineGraph
         The prior used last (the input graph, or the re-extracted one after iterating).
     """
@@ -300,6 +326,9 @@ def run_crops(norm: np.ndarray, grid: Volume, graph: CenterlineGraph, model: tor
 
     info = info if info is not None else StageInfo()
     use_att = bool(config.get("attention", False))
+    source = norm if hasattr(norm, "region") else ArrayPatches(norm)
+    pad = pad_value(config["intensity"])  # padding as in model_input: image pad, attention 0
+    extra_pad = pad if (config.get("attention_cfg") or {}).get("combine", "stack") == "add" else 0.0
     predictor = vessel_predictor(model)
     acc = CropAccumulator.empty(grid.shape)
     all_starts = np.zeros((0, 3), np.int64)
@@ -313,34 +342,43 @@ def run_crops(norm: np.ndarray, grid: Volume, graph: CenterlineGraph, model: tor
             starts = np.array([s for s in starts if tuple(s) not in seen], np.int64).reshape(-1, 3)
         if len(starts) == 0:
             break
-        att = attention(current, grid, config) if use_att else None
-        chans, cvals = model_input(norm, att, config)
+        extra = crop_attention(current, grid, config) if use_att else None
         t0 = info.tick("crop_centres", t0)
-        predict_crops(chans, starts, predictor, patch_size=config["patch_size"], batch_size=batch_size,
-                      device=device, cval=cvals, accumulator=acc)
+        predict_crops(source, starts, predictor, patch_size=config["patch_size"], batch_size=batch_size,
+                      device=device, cval=pad, accumulator=acc, extra_channels=extra, extra_cval=extra_pad)
         t0 = info.tick("crop_network", t0)
         all_starts = np.concatenate([all_starts, starts])
         info.iterations = it + 1
         if not iterate or it == max_iterations:
             break
-        mask = keep_main_components(acc.probability() >= threshold, spacing=grid.spacing)
+        # everything below runs on the crops' bounding box (grown by the margin + 1, so that
+        # its faces are either volume faces or at least a margin away from every vessel
+        # voxel): the same result as on the whole grid at a fraction of the cost
+        margin = crop_margin(config["patch_size"])
+        box = acc.box(margin + 1)
+        mask = keep_main_components(acc.probability(box) >= threshold, spacing=grid.spacing)
         if not mask.any():
             break
-        if mask.mean() > max_vessel_fraction:
-            info.warn(f"stage-2 mask covers {100 * mask.mean():.1f} % of the volume: not iterating")
+        frac = float(mask.sum()) / float(np.prod(grid.shape))
+        if frac > max_vessel_fraction:
+            info.warn(f"stage-2 mask covers {100 * frac:.1f} % of the volume: not iterating")
             break
-        current = centerline_from_mask(grid.with_array(mask.astype(np.uint8), is_label=True))
+        lo = np.array([b.start for b in box])
+        current = centerline_from_mask(sub_grid(grid, box).with_array(mask.astype(np.uint8), is_label=True))
         points = thin_points(np.concatenate([
             uncovered_points(centre_points(current, grid), all_starts, grid.shape, config["patch_size"]),
-            border_voxels(mask, acc.covered, crop_margin(config["patch_size"]))]), crop_margin(config["patch_size"]))
+            border_voxels(mask, acc.coverage(box), margin) + lo]), margin)
         info.tick("crop_iterate_centerline", t0)
         if len(points) == 0:
             break
         log.debug("iteration %d: %d centerline points at crop borders", it + 1, len(points))
     info.n_crops = int(len(all_starts))
-    return acc.probability(), current
+    box = acc.box()
+    if box is None:
+        return None, current
+    return sub_grid(grid, box).with_array(acc.probability(box), is_label=False), current
 
 
 __all__ = ["run_grid", "locate", "run_crops", "centre_points", "crop_starts", "attention", "uncovered_points",
-           "pad_value", "model_input", "border_voxels", "crop_margin", "thin_points", "StageInfo", "MAX_VESSEL_FRACTION", "OVERLAP",
+           "pad_value", "model_input", "crop_attention", "border_voxels", "crop_margin", "thin_points", "StageInfo", "MAX_VESSEL_FRACTION", "OVERLAP",
            "LOCATOR_KEEP_FRACTION"]

@@ -22,6 +22,7 @@ import struct
 import sys
 import tempfile
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -409,6 +410,16 @@ def resample(vol: Volume, spacing: tuple[float, float, float], *, order: int | N
     spacing = tuple(float(s) for s in spacing)
     if np.allclose(spacing, vol.spacing, rtol=1e-4):
         return vol
+    ref = resampled_grid(vol, spacing)
+    return resample_to_grid(vol, ref, order=order)
+
+
+def resampled_grid(vol: Volume, spacing: Sequence[float]) -> Volume:
+    """The grid :func:`resample` puts ``vol`` on, geometry only (a read-only all-zero view, no memory).
+
+    Same physical extent and direction; the footprint of the first voxel keeps its corner.
+    """
+    spacing = tuple(float(s) for s in spacing)
     extent = np.array(vol.shape) * np.array(vol.spacing)
     shape = tuple(max(1, int(round(e / s))) for e, s in zip(extent, spacing))
     # keep the physical centre of the first voxel's footprint aligned
@@ -416,8 +427,7 @@ def resample(vol: Volume, spacing: tuple[float, float, float], *, order: int | N
     new_first = np.array(spacing) / 2.0
     shift_index = (new_first - first_corner) / np.array(vol.spacing)
     origin = vol.index_to_world(shift_index[None])[0]
-    ref = Volume(np.zeros((1, 1, 1), np.uint8), spacing, tuple(origin), vol.direction)
-    return resample_to_grid(vol, ref, shape=shape, order=order)
+    return Volume(np.broadcast_to(np.zeros((), np.uint8), shape), spacing, tuple(origin), vol.direction.copy())
 
 
 def resample_to_grid(vol: Volume, reference: Volume, *, shape: tuple[int, int, int] | None = None,
@@ -443,14 +453,24 @@ def resample_to_grid(vol: Volume, reference: Volume, *, shape: tuple[int, int, i
     return out
 
 
+def sub_grid(vol: Volume, box: tuple[slice, ...]) -> Volume:
+    """``vol[box]`` as a Volume: a view of the array, same spacing and direction, shifted origin."""
+    box = tuple(slice(*b.indices(n)[:2]) for b, n in zip(box, vol.shape))
+    start = np.array([b.start for b in box], float)
+    origin = vol.index_to_world(start[None])[0]
+    return Volume(vol.array[box], vol.spacing, tuple(origin), vol.direction.copy(), vol.is_label)
+
+
 def orient_lps(vol: Volume) -> Volume:
     """Reorient to the closest axis-aligned LPS frame (flip/permute only, no interpolation)."""
+    if np.array_equal(vol.direction, np.eye(3)):
+        return vol  # already LPS: nothing to flip or permute
     img = sitk.DICOMOrient(vol.to_sitk(), "LPS")
     return Volume.from_sitk(img, is_label=vol.is_label)
 
 
 __all__ = [
-    "Volume", "read_volume", "write_volume", "resample", "resample_to_grid", "orient_lps",
+    "Volume", "read_volume", "write_volume", "resample", "resample_to_grid", "orient_lps", "sub_grid", "resampled_grid",
     "grid_mismatch", "geometry_problem", "volume_extension", "strip_extension", "VOLUME_EXTENSIONS",
     "CorosegError", "GeometryError",
 ]

@@ -512,11 +512,7 @@ def _fit(phase: _Phase, run_dir: Path, info: D.DistInfo, interrupted: list, conf
         for batch in loader:
             x = batch["image"].to(dev, non_blocking=True)
             y = batch["label"].to(dev, non_blocking=True)
-            with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=amp):
-                logits = model(x)
-            loss = loss_fn(logits.float(), y)
-            if cl_fn is not None:
-                loss = loss + float(opts["cldice"]) * cl_fn(logits.float(), y)
+            loss = forward_loss(model, x, y, loss_fn, cl_fn, float(opts["cldice"]), amp=amp)
             val = float(loss.detach())
             bad_loss, stop = D.all_sum(info, [0.0 if math.isfinite(val) else 1.0, 1.0 if interrupted[0] else 0.0])
             if bad_loss:
@@ -524,12 +520,7 @@ def _fit(phase: _Phase, run_dir: Path, info: D.DistInfo, interrupted: list, conf
                 raise CorosegError(f"{phase.name}: training loss became {val} at epoch {epoch + 1} step "
                                    f"{counters['step_in_epoch'] + 1}; stopped, the last good checkpoint is kept "
                                    f"({phase.last_file}); try a lower --lr", run_dir)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if opts["grad_clip"]:
-                torch.nn.utils.clip_grad_norm_(net.parameters(), float(opts["grad_clip"]))
-            opt.step()
-            sched.step()
+            optimizer_step(loss, net, opt, sched, grad_clip=float(opts["grad_clip"] or 0.0))
             n = int(x.shape[0]) * info.world
             counters["step_in_epoch"] += 1
             counters["global_step"] += 1
@@ -595,6 +586,29 @@ def _fit(phase: _Phase, run_dir: Path, info: D.DistInfo, interrupted: list, conf
     D.barrier(info)
 
 
+def forward_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, cl_fn=None,
+                 cldice_weight: float = 0.0, *, amp: bool = False) -> torch.Tensor:
+    """The training loss of one batch: DiceCE on the logits (+ weighted clDice), bf16 autocast on CUDA."""
+    with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=amp):
+        logits = model(x)
+    loss = loss_fn(logits.float(), y)
+    if cl_fn is not None:
+        loss = loss + cldice_weight * cl_fn(logits.float(), y)
+    return loss
+
+
+def optimizer_step(loss: torch.Tensor, net: torch.nn.Module, opt: torch.optim.Optimizer, sched=None, *,
+                   grad_clip: float = 0.0) -> None:
+    """Backward, optional gradient-norm clipping, optimizer and scheduler step."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
+    opt.step()
+    if sched is not None:
+        sched.step()
+
+
 def _validate(net: torch.nn.Module, phase: _Phase, info: D.DistInfo, amp: bool, opts: dict) -> float:
     mine = phase.val_cases[info.rank::info.world]
     scores = validate(unwrap(net), mine, phase.cfg, device=info.device, batch=int(opts["val_batch"]), amp=amp)
@@ -602,4 +616,4 @@ def _validate(net: torch.nn.Module, phase: _Phase, info: D.DistInfo, amp: bool, 
     return total / count if count else float("nan")
 
 
-__all__ = ["train", "DEFAULTS", "TrainingInterrupted"]
+__all__ = ["train", "DEFAULTS", "TrainingInterrupted", "forward_loss", "optimizer_step"]
