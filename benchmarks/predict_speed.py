@@ -54,6 +54,7 @@ def _preimport() -> None:
     """The same heavy imports in both processes before any timing (a batch pays them once)."""
     import monai.inferers  # noqa: F401
     import monai.networks.nets  # noqa: F401
+    import sklearn.cluster  # noqa: F401  (crop clustering; imported on first use)
 
     import coroseg.infer  # noqa: F401
 

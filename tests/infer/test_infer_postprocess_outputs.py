@@ -58,6 +58,31 @@ def test_fill_holes_matches_scipy(rng):
     np.testing.assert_array_equal(fill_holes(m), ndimage.binary_fill_holes(m))
 
 
+@pytest.mark.parametrize("connectivity", [6, 18, 26])
+@pytest.mark.parametrize("density", [0.003, 0.3])
+def test_label_components_match_cc3d(rng, connectivity, density):
+    """The sparse path (few voxels) and the dense path give cc3d's labels exactly, in raster order."""
+    import cc3d
+
+    from coroseg.infer.postprocess import label_components
+
+    m = rng.random((30, 33, 31)) < density
+    m[5:9, 5, 5:20] = True  # a longer component too
+    labels, sizes = label_components(m, connectivity)
+    ref, n = cc3d.connected_components(m.astype(np.uint8), connectivity=connectivity, return_N=True)
+    np.testing.assert_array_equal(labels, ref)
+    np.testing.assert_array_equal(sizes, np.bincount(ref.ravel(), minlength=n + 1)[1:])
+
+
+def test_fill_holes_in_a_sparse_volume_matches_scipy(rng):
+    from scipy import ndimage
+
+    m = np.zeros((40, 44, 42), bool)
+    m[10:22, 12:30, 8:20] = rng.random((12, 18, 12)) < 0.6  # holes inside a box away from the border
+    m[0:3, 0:4, 40:42] = True  # touching the volume border
+    np.testing.assert_array_equal(fill_holes(m), ndimage.binary_fill_holes(m))
+
+
 def test_postprocess_switches():
     prob = blobs().astype(np.float32) * 0.9
     prob[4, 4, 4] = 0.1  # a hole inside tree 1

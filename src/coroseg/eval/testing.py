@@ -93,7 +93,8 @@ def test_run(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, *, 
         prior = gt_centerline(case, label) if mode == "gt" else ("auto" if mode == "auto" else "none")
         t0 = time.perf_counter()
         pred = predict_volume(run, image, centerline=prior, device=dev,
-                              centerline_source="oracle" if mode == "gt" else None, extract_centerline=False)
+                              centerline_source="oracle" if mode == "gt" else None, extract_centerline=False,
+                              keep_prob=False)
         seconds = time.perf_counter() - t0
         if save_predictions:
             sub = "pred" if mode != "gt" else "pred-oracle"

@@ -105,12 +105,17 @@ class CropAccumulator:
             weight[dst] += w[src]
         return value, weight
 
+    def blend(self, box: tuple[slice, ...] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Blended probability (float32, 0 where no crop reached) and coverage (bool), over the grid or ``box``."""
+        value, weight = self._sums(box)
+        covered = weight > 0
+        np.divide(value, weight, out=value, where=covered)
+        value[~covered] = 0.0
+        return value, covered
+
     def probability(self, box: tuple[slice, ...] | None = None) -> np.ndarray:
         """Float32 blended probability where covered, 0 elsewhere: over the whole grid, or ``box``."""
-        value, weight = self._sums(box)
-        np.divide(value, weight, out=value, where=weight > 0)
-        value[weight <= 0] = 0.0
-        return value
+        return self.blend(box)[0]
 
     def coverage(self, box: tuple[slice, ...] | None = None) -> np.ndarray:
         """Bool: voxels inside at least one crop, over the whole grid or ``box``."""

@@ -157,7 +157,7 @@ def _predict_one(loaded, path: Path, output_dir: Path, *, centerline, device, sa
     vol = read_volume(path)
     t_read = time.perf_counter() - t0
     pred = predict_volume(loaded, vol, centerline=centerline, device=device, postprocess_options=postprocess,
-                          iterate=iterate, batch_size=batch_size, extract_centerline=True)
+                          iterate=iterate, batch_size=batch_size, extract_centerline=True, keep_prob=save_prob)
     cid = case_id(path)
     ext = output_extension(path)
     t0 = time.perf_counter()

@@ -46,14 +46,14 @@ class Prediction(NamedTuple):
     """Result of :func:`predict_volume`.
 
     seg : Volume, uint8 {0, 1} on the input grid
-    prob : Volume, float32 vessel probability on the input grid
+    prob : Volume or None, float32 vessel probability on the input grid (None: not asked for)
     graph : CenterlineGraph or None, extracted from ``seg`` (LPS mm); None when not asked for
     timings : dict, seconds per stage (and ``"total"``)
     info : dict, what ran: centerline source, crops, iterations, device, prior graph size
     """
 
     seg: Volume
-    prob: Volume
+    prob: Volume | None
     graph: CenterlineGraph | None
     timings: dict
     info: dict
@@ -127,6 +127,7 @@ def predict_volume(
     batch_size: int = 4,
     extract_centerline: bool = True,
     max_vessel_fraction: float = MAX_VESSEL_FRACTION,
+    keep_prob: bool = True,
 ) -> Prediction:
     """Segment one in-memory volume.
 
@@ -152,6 +153,9 @@ def predict_volume(
         Masks covering more of the volume are not coronary trees (an untrained or wrong
         model): no centerline is extracted from them (locator: crop model runs without a
         prior, source ``"auto-failed"``; output: graph ``None``), with a warning in ``info``.
+    keep_prob : bool
+        Return the probability map (an input-sized float32 volume); ``False`` gives
+        ``prob=None`` and saves that memory and time when only the mask is wanted.
 
     Returns
     -------
@@ -205,7 +209,7 @@ def predict_volume(
         info.tick("network", t0)
 
     t0 = time.perf_counter()
-    prob_arr = np.zeros(vol.shape, np.float32)
+    prob_arr = np.zeros(vol.shape, np.float32) if keep_prob else None
     seg_arr = np.zeros(vol.shape, np.uint8)
     found = None if prob is None else _input_box(prob, vol, floor=min(PROB_FLOOR, postprocess_options.threshold))
     if found is not None:  # resample and post-process only where the network said anything
@@ -213,11 +217,12 @@ def predict_volume(
         sub = sub_grid(vol, box)
         back = resample_to_grid(src, sub, order=1, default=0.0).array
         np.clip(back, 0.0, 1.0, out=back)
-        prob_arr[box] = back
+        if prob_arr is not None:
+            prob_arr[box] = back
         t0 = info.tick("resample_back", t0)
         seg_arr[box] = postprocess(back, postprocess_options, spacing=vol.spacing)
         t0 = info.tick("postprocess", t0)
-    prob_in = vol.with_array(prob_arr, is_label=False)
+    prob_in = vol.with_array(prob_arr, is_label=False) if prob_arr is not None else None
     seg = vol.with_array(seg_arr, is_label=True)
     graph = None
     if extract_centerline:

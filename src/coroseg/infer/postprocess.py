@@ -78,41 +78,134 @@ def keep_main_components(
     -------
     (Z, Y, X) ndarray of bool
     """
-    import cc3d
-
     mask = np.asarray(mask, dtype=bool)
-    if not mask.any():
-        return mask.copy()
-    labels, n = cc3d.connected_components(mask.astype(np.uint8), connectivity=connectivity,
-                                          return_N=True)
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:].astype(np.float64)
+    box = bounding_box(mask)
+    if box is None:
+        return np.zeros(mask.shape, bool)
+    sub = mask[box]
+    sparse = _sparse_components(sub, connectivity)
+    if sparse is None:
+        labels, sizes = label_components(sub, connectivity)
+    else:
+        coords, comp, sizes = sparse
     voxel_mm3 = float(np.prod(spacing))
     order = np.argsort(-sizes, kind="stable")
-    keep = np.zeros(n + 1, bool)
+    keep = np.zeros(len(sizes), bool)
     for rank, idx in enumerate(order):
         vol = sizes[idx] * voxel_mm3
         if (rank < n_trees and vol >= min_tree_mm3) or sizes[idx] >= keep_fraction * sizes[order[0]]:
-            keep[idx + 1] = True
-    return keep[labels]
+            keep[idx] = True
+    out = np.zeros(mask.shape, bool)
+    if sparse is None:
+        out[box] = np.concatenate([[False], keep])[labels]
+    else:  # only the kept voxels are written: no box-sized temporaries
+        idx = coords[keep[comp]] + np.array([b.start for b in box])
+        out[tuple(idx.T)] = True
+    return out
+
+
+def bounding_box(mask: np.ndarray, *, pad: int = 0) -> tuple[slice, ...] | None:
+    """Slices of the smallest box holding every true voxel, grown by ``pad`` (inside the array)."""
+    ranges = []
+    for ax in range(mask.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != ax)))
+        if len(hit) == 0:
+            return None
+        ranges.append(slice(max(0, int(hit[0]) - pad), min(mask.shape[ax], int(hit[-1]) + 1 + pad)))
+    return tuple(ranges)
+
+
+#: below this fraction of foreground voxels, components are found on the voxel list (a sparse
+#: graph) instead of labelling the whole box: coronary masks fill ~0.1 % of their box
+SPARSE_FRACTION = 0.02
+
+
+def label_components(mask: np.ndarray, connectivity: int = 26) -> tuple[np.ndarray, np.ndarray]:
+    """Connected components: labels ``1..N`` in raster order of each component's first voxel (0 = background) and sizes ``(N,)``.
+
+    Same labels as ``cc3d.connected_components``; sparse masks are labelled through the
+    voxel adjacency graph (scipy.sparse.csgraph), several times faster than a dense pass.
+    """
+    import cc3d
+
+    sparse = _sparse_components(mask, connectivity)
+    if sparse is None:
+        labels, n = cc3d.connected_components(np.asarray(mask, np.uint8), connectivity=connectivity,
+                                              return_N=True)
+        return labels, np.bincount(labels.ravel(), minlength=n + 1)[1:].astype(np.float64)
+    coords, comp, sizes = sparse
+    labels = np.zeros(mask.shape, np.uint32)
+    labels[tuple(coords.T)] = comp + 1
+    return labels, sizes
+
+
+def _sparse_components(mask: np.ndarray, connectivity: int):
+    """``(coords (n, 3), component (n,), sizes (N,))`` of a sparse 3D mask, components numbered 0..N-1
+    in raster order of their first voxel; ``None`` when the mask is too dense for this to pay."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    if connectivity not in (6, 18, 26):
+        raise ValueError(f"connectivity must be 6, 18 or 26, not {connectivity}")
+    n_fg = int(np.count_nonzero(mask))
+    if mask.ndim != 3 or n_fg > SPARSE_FRACTION * mask.size:
+        return None
+    if n_fg == 0:
+        return np.zeros((0, 3), np.int64), np.zeros(0, np.int64), np.zeros(0)
+    coords = np.argwhere(mask)  # raster order
+    dims = np.asarray(mask.shape)
+    lin = np.ravel_multi_index(coords.T, mask.shape)
+    rows, cols = [], []
+    for off in _forward_offsets(connectivity):
+        nb = coords + off
+        ok = np.all((nb >= 0) & (nb < dims), axis=1)
+        nb_lin = np.ravel_multi_index(nb[ok].T, mask.shape)
+        pos = np.minimum(np.searchsorted(lin, nb_lin), len(lin) - 1)
+        hit = lin[pos] == nb_lin
+        rows.append(np.flatnonzero(ok)[hit])
+        cols.append(pos[hit])
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    graph = coo_matrix((np.ones(len(r), np.int8), (r, c)), shape=(n_fg, n_fg))
+    n, comp = connected_components(graph, directed=False)
+    # renumber in order of each component's first voxel (cc3d's raster order)
+    first = np.full(n, n_fg, np.int64)
+    np.minimum.at(first, comp, np.arange(n_fg))
+    rank = np.empty(n, np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(n)
+    comp = rank[comp]
+    return coords, comp, np.bincount(comp, minlength=n).astype(np.float64)
+
+
+def _forward_offsets(connectivity: int) -> np.ndarray:
+    """Half of the neighbour offsets (the other half is their negation), for an undirected graph."""
+    offs = [(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)
+            if (a, b, c) > (0, 0, 0) and {6: 1, 18: 2, 26: 3}[connectivity] >= abs(a) + abs(b) + abs(c)]
+    return np.array(offs, np.int64)
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
     """Fill background cavities not 6-connected to the volume border (3D).
 
     Same result as :func:`scipy.ndimage.binary_fill_holes`, via one connected-component
-    labelling of the background (cc3d), which is several times faster on large volumes.
+    labelling of the background (cc3d) inside the mask's bounding box grown by one voxel
+    (every cavity lies inside it, and its outer layer is background that reaches the border).
     """
     import cc3d
 
     mask = np.asarray(mask, dtype=bool)
-    if mask.ndim != 3 or not mask.any():
+    box = bounding_box(mask, pad=1) if mask.ndim == 3 else None
+    if box is None:
         return mask.copy()
-    labels = cc3d.connected_components((~mask).view(np.uint8), connectivity=6)
+    sub = mask[box]
+    labels = cc3d.connected_components((~sub).view(np.uint8), connectivity=6)
+    # the box faces: background there reaches the volume border (directly or around the box)
     faces = np.concatenate([labels[[0, -1]].ravel(), labels[:, [0, -1]].ravel(), labels[:, :, [0, -1]].ravel()])
     outside = np.zeros(int(labels.max()) + 1, bool)
     outside[np.unique(faces)] = True
     outside[0] = True  # label 0 is the mask itself
-    return mask | ~outside[labels]
+    out = mask.copy()
+    out[box] = sub | ~outside[labels]
+    return out
 
 
 def postprocess(prob: np.ndarray, options: PostprocessOptions = PostprocessOptions(), *,
@@ -140,4 +233,5 @@ def postprocess(prob: np.ndarray, options: PostprocessOptions = PostprocessOptio
     return mask.astype(np.uint8)
 
 
-__all__ = ["PostprocessOptions", "threshold", "keep_main_components", "fill_holes", "postprocess"]
+__all__ = ["PostprocessOptions", "threshold", "keep_main_components", "fill_holes", "postprocess", "label_components",
+           "bounding_box"]

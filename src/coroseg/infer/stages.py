@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from coroseg.infer.crops import ArrayPatches, CropAccumulator, crop_boxes, predict_crops
-from coroseg.infer.postprocess import keep_main_components
+from coroseg.infer.postprocess import bounding_box, keep_main_components
 from coroseg.infer.windows import sliding_window, vessel_predictor
 from coroseg.io.centerline import CenterlineGraph
 from coroseg.io.volume import Volume, sub_grid
@@ -251,8 +251,9 @@ def border_voxels(mask: np.ndarray, covered: np.ndarray, margin: Sequence[int]) 
     m = np.asarray(margin, dtype=np.int64)
     if not mask.any() or m.max() == 0:
         return np.zeros((0, 3))
-    lo = np.maximum(np.argwhere(mask).min(0) - m - 1, 0)
-    hi = np.argwhere(mask).max(0) + m + 2
+    bb = bounding_box(mask)
+    lo = np.maximum(np.array([b.start for b in bb]) - m - 1, 0)
+    hi = np.array([b.stop for b in bb]) + m + 1
     box = tuple(slice(a, b) for a, b in zip(lo, hi))
     # erode the covered region by the margin (box structure, per-axis radius) with the outside
     # of the volume counting as covered; working on the mask's bounding box grown by the
@@ -356,7 +357,8 @@ def run_crops(norm, grid: Volume, graph: CenterlineGraph, model: torch.nn.Module
         # voxel): the same result as on the whole grid at a fraction of the cost
         margin = crop_margin(config["patch_size"])
         box = acc.box(margin + 1)
-        mask = keep_main_components(acc.probability(box) >= threshold, spacing=grid.spacing)
+        prob_box, covered_box = acc.blend(box)
+        mask = keep_main_components(prob_box >= threshold, spacing=grid.spacing)
         if not mask.any():
             break
         frac = float(mask.sum()) / float(np.prod(grid.shape))
@@ -367,7 +369,7 @@ def run_crops(norm, grid: Volume, graph: CenterlineGraph, model: torch.nn.Module
         current = centerline_from_mask(sub_grid(grid, box).with_array(mask.astype(np.uint8), is_label=True))
         points = thin_points(np.concatenate([
             uncovered_points(centre_points(current, grid), all_starts, grid.shape, config["patch_size"]),
-            border_voxels(mask, acc.coverage(box), margin) + lo]), margin)
+            border_voxels(mask, covered_box, margin) + lo]), margin)
         info.tick("crop_iterate_centerline", t0)
         if len(points) == 0:
             break

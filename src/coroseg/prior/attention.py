@@ -118,10 +118,20 @@ def _voxels_within(pts: np.ndarray, shape: tuple[int, ...], sp: np.ndarray,
         return np.zeros((0, 3), np.int64), np.zeros(0), np.zeros(0, np.int64)
     cand = np.zeros(tuple(hi - lo), dtype=bool)
     box = np.array(cand.shape)
-    for off in offs:  # stamp the kernel: one vectorised assignment per offset
-        q = seeds + off - lo
-        ok = np.all((q >= 0) & (q < box), axis=1)
-        cand[tuple(q[ok].T)] = True
+    # stamp the kernel at every seed, vectorised along the longer of the two lists: few
+    # seeds (one crop's share of a centerline) -> all (seed, offset) pairs in chunks of about
+    # 1 M entries; many seeds (a whole tree) -> one assignment per kernel offset
+    if len(seeds) < len(offs):
+        chunk = max(1, 1_000_000 // len(offs))
+        for c0 in range(0, len(seeds), chunk):
+            q = ((seeds[c0:c0 + chunk] - lo)[:, None, :] + offs[None]).reshape(-1, 3)
+            ok = np.all((q >= 0) & (q < box), axis=1)
+            cand[tuple(q[ok].T)] = True
+    else:
+        for off in offs:
+            q = seeds + off - lo
+            ok = np.all((q >= 0) & (q < box), axis=1)
+            cand[tuple(q[ok].T)] = True
     vox = np.argwhere(cand) + lo
     d, nearest = cKDTree(pts * sp).query(vox * sp)
     return vox, np.asarray(d), np.asarray(nearest)

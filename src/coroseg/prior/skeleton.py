@@ -140,28 +140,43 @@ def _skeleton_voxels(sub: np.ndarray) -> np.ndarray:
 
 
 def _radii_at(sub: np.ndarray, idx: np.ndarray, spacing: np.ndarray) -> np.ndarray:
-    """EDT (mm) of ``sub`` at voxels ``idx``, via the outer 6-connected shell of ``sub``."""
-    shell = np.zeros_like(sub)
-    for ax in range(3):
-        for step in (1, -1):
-            shell |= np.roll(sub, step, axis=ax)  # padding keeps the roll from wrapping mask
-    shell &= ~sub
-    pts = np.argwhere(shell) * spacing
+    """EDT (mm) of ``sub`` at voxels ``idx``, via the outer 6-connected shell of ``sub``.
+
+    The shell (background voxels 6-adjacent to the mask) is found from the mask's voxel list,
+    never as box-sized arrays; ``sub`` has a zero border, so every neighbour is inside it.
+    """
+    fg = np.argwhere(sub)
+    lin = np.ravel_multi_index(fg.T, sub.shape)
+    steps = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]])
+    nb = np.unique(np.ravel_multi_index((fg[:, None, :] + steps[None]).reshape(-1, 3).T, sub.shape))
+    shell = nb[_find(lin, nb) < 0]
+    pts = np.stack(np.unravel_index(shell, sub.shape), axis=1) * spacing
     d, _ = cKDTree(pts).query(idx * spacing)
     return np.asarray(d, dtype=float)
+
+
+def _find(sorted_keys: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Position of each query in ``sorted_keys``, -1 where absent."""
+    if len(sorted_keys) == 0:
+        return np.full(len(queries), -1, np.int64)
+    pos = np.minimum(np.searchsorted(sorted_keys, queries), len(sorted_keys) - 1)
+    return np.where(sorted_keys[pos] == queries, pos, -1)
 
 
 def _voxel_graph(idx: np.ndarray, shape: tuple[int, ...], spacing: np.ndarray) -> nx.Graph:
     """Minimum spanning forest of the 26-neighbour graph of the voxels ``idx`` (mm weights)."""
     n = len(idx)
-    lookup = np.full(shape, -1, dtype=np.int64)
-    lookup[tuple(idx.T)] = np.arange(n)
+    # neighbours are looked up in the sorted linear indices (no box-sized lookup table)
+    lin = np.ravel_multi_index(idx.T, shape)
+    order = np.argsort(lin, kind="stable")
+    keys = lin[order]
     rows, cols, w = [], [], []
     for off in _OFFSETS:
         nb = idx + off
         ok = np.all((nb >= 0) & (nb < np.array(shape)), axis=1)
         j = np.full(n, -1, dtype=np.int64)
-        j[ok] = lookup[tuple(nb[ok].T)]
+        pos = _find(keys, np.ravel_multi_index(nb[ok].T, shape))
+        j[ok] = np.where(pos >= 0, order[np.maximum(pos, 0)], -1)
         sel = np.flatnonzero(j >= 0)
         rows.append(sel)
         cols.append(j[sel])
