@@ -153,16 +153,22 @@ def _in_process(fn, *args) -> dict:
     return res
 
 
-def _with_slices(case, n: int, dst: Path):
-    """``case`` resampled to ``n`` slices over the same z extent (image linear, label nearest)."""
+def _with_slices(case, n: int, dst: Path, mode: str = "resample"):
+    """``case`` with ``n`` slices: resampled over the same z extent (image linear, label nearest),
+    or (``mode="pad"``) at the same spacing with air slices added above and below."""
     from coroseg.io.volume import Volume, read_volume, resample_to_grid, write_volume
 
     dst.mkdir(parents=True, exist_ok=True)
     img = read_volume(case.image)
     sp = list(img.spacing)
-    sp[0] = sp[0] * img.shape[0] / n
-    # the first slice stays where it was; the last lands within a (new) slice of the old last one
-    ref = Volume(np.zeros((n, *img.shape[1:]), np.uint8), tuple(sp), img.origin, img.direction)
+    origin = img.origin
+    if mode == "pad":
+        before = (n - img.shape[0]) // 2
+        origin = tuple(img.index_to_world(np.array([[-before, 0, 0]], float))[0])
+    else:
+        sp[0] = sp[0] * img.shape[0] / n
+    # resample: the first slice stays where it was, the last lands within a (new) slice of the old last one
+    ref = Volume(np.zeros((n, *img.shape[1:]), np.uint8), tuple(sp), origin, img.direction)
     out = []
     for path, is_label in ((case.image, False), (case.label, True)):
         vol = img if not is_label else read_volume(path, is_label=True)
@@ -183,8 +189,11 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=None, help="dataset folder (default: generate phantoms)")
     ap.add_argument("--out", type=Path, default=None, help="keep files here (default: a temporary folder)")
     ap.add_argument("--slices", type=int, default=None,
-                    help="resample each phantom to this many slices over the same extent (e.g. 400: a "
-                         "512 x 512 x 400 scan with thinner slices) to measure memory on a longer scan")
+                    help="give each phantom this many slices (e.g. 400, a 512 x 512 x 400 scan) to measure "
+                         "memory on a longer scan; see --z-mode")
+    ap.add_argument("--z-mode", default="resample", choices=("resample", "pad"),
+                    help="resample: thinner slices over the same extent; pad: same slice spacing, air slices "
+                         "added above and below (a longer field of view)")
     args = ap.parse_args()
 
     import torch
@@ -207,7 +216,7 @@ def main() -> None:
     data = phantom_data(args.data, work / "phantoms", cases=args.cases, preset=args.preset, seed=args.seed)
     cases = load_dataset(data)[: args.cases]
     if args.slices:
-        cases = [_with_slices(c, args.slices, work / "phantoms_z") for c in cases]
+        cases = [_with_slices(c, args.slices, work / "phantoms_z", args.z_mode) for c in cases]
 
     print(f"machine: {platform.platform()}, python {platform.python_version()}, {os.cpu_count()} CPUs, "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads), device {args.device}"
