@@ -2,9 +2,11 @@
 
 For each phantom, two methods run in separate processes (so each peak RSS is its own):
 
-- **ours**: :func:`coroseg.infer.predict` — read, reorient, resample, locator + centerline,
-  crops at the centerline (batched, ``inference_mode``, bf16 on CUDA), post-process, resample
-  back, write mask + centerline files;
+- **ours**: :func:`coroseg.infer.predict` — read, reorient, locator (coarse whole-volume pass)
+  + centerline, crops at the centerline resampled straight from the input (batched,
+  ``inference_mode``, bf16 on CUDA; ``--precision bf16`` on a CPU with bf16 instructions),
+  iterative crops, resample back only where the network said anything, post-process, write
+  mask + centerline files (.vtp, .gml, .mrk.json) + summary.json;
 - **baseline**: the same trained network applied with MONAI ``sliding_window_inference`` over the
   whole resampled volume (overlap 0.25, fp32, MONAI's default constant blending, 4 windows per
   batch as in the issue's reference), threshold 0.5, resample back, write the mask. An attention
@@ -59,7 +61,7 @@ def _preimport() -> None:
     import coroseg.infer  # noqa: F401
 
 
-def run_ours(run_dir: str, image: str, label: str, out: str, device: str, q) -> None:
+def run_ours(run_dir: str, image: str, label: str, out: str, device: str, precision: str, q) -> None:
     _preimport()
     import torch
 
@@ -72,7 +74,7 @@ def run_ours(run_dir: str, image: str, label: str, out: str, device: str, q) -> 
     t_load = time.perf_counter() - t
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    [s] = predict(run, image, out, device=device, progress=False)
+    [s] = predict(run, image, out, device=device, progress=False, precision=precision)
     wall = time.perf_counter() - t
     s["timings_s"]["load_model"] = t_load
     s["timings_s"]["total"] += t_load
@@ -84,7 +86,7 @@ def run_ours(run_dir: str, image: str, label: str, out: str, device: str, q) -> 
            "crops": s["n_crops"], "source": s["centerline_source"]})
 
 
-def run_baseline(run_dir: str, image: str, label: str, out: str, device: str, q) -> None:
+def run_baseline(run_dir: str, image: str, label: str, out: str, device: str, precision: str, q) -> None:  # noqa: ARG001
     _preimport()
     import torch
     from monai.inferers import sliding_window_inference
@@ -185,6 +187,8 @@ def main() -> None:
     ap.add_argument("--preset", default="asoca", choices=("small", "asoca"), help="phantom preset to predict")
     ap.add_argument("--cases", type=int, default=1, help="phantoms to predict")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                    help="ours only (the baseline is fp32 by definition): auto = bf16 on CUDA, fp32 on CPU")
     ap.add_argument("--seed", type=int, default=100, help="phantom seed (differs from training phantoms)")
     ap.add_argument("--data", type=Path, default=None, help="dataset folder (default: generate phantoms)")
     ap.add_argument("--out", type=Path, default=None, help="keep files here (default: a temporary folder)")
@@ -231,7 +235,8 @@ def main() -> None:
         res = {}
         for name, fn in (("baseline", run_baseline), ("ours", run_ours)):
             out = work / f"out_{name}_{case.case_id}"
-            res[name] = _in_process(fn, str(run_dir), str(case.image), str(case.label), str(out), args.device)
+            res[name] = _in_process(fn, str(run_dir), str(case.image), str(case.label), str(out), args.device,
+                                    args.precision)
         print(f"\ncase {case.case_id} {'x'.join(map(str, shape))}")
         order = ["load_model", "read", "preprocess", "locator_preprocess", "locator_network", "locator_centerline",
                  "crop_centres", "crop_network", "crop_iterate_centerline", "network", "resample_back",

@@ -160,3 +160,20 @@ def test_crop_attention_equals_whole_volume_input(combine):
     diff = (crop - whole).abs()
     assert float(diff.max()) <= 2.0 * float(np.exp(-4.5)) + 1e-5  # x weight 2 in "add" mode
     assert int((diff > 1e-5).sum()) <= 5
+
+
+def test_inference_precision_sets_autocast():
+    from coroseg.infer.windows import autocast_context, inference_precision
+
+    conv = torch.nn.Conv3d(1, 2, 3)
+    x = torch.randn(1, 1, 5, 5, 5)
+    cpu = torch.device("cpu")
+    with autocast_context(cpu):  # default "auto": fp32 on a CPU
+        assert conv(x).dtype == torch.float32
+    with inference_precision("bf16"), autocast_context(cpu):
+        assert conv(x).dtype == torch.bfloat16
+    with inference_precision("fp32"), autocast_context(cpu):
+        assert conv(x).dtype == torch.float32
+    with pytest.raises(ValueError, match="precision must be one of"):
+        with inference_precision("fp8"):
+            pass

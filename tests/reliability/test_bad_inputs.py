@@ -357,6 +357,14 @@ def _pred_unwritable(d, run):
 case("predict-output_under_a_file", _pred_unwritable, r"cannot write output folder \(Not a directory\)")
 
 
+def _pred_precision(d, run):
+    img = write_image(d / "scan.nrrd")
+    return Spec(_predict(run, img, d / "out", "--precision", "fp8"), "--precision", [d / "out"])
+
+
+case("predict-unknown_precision", _pred_precision, r"--precision must be one of auto, fp32, bf16, not 'fp8'")
+
+
 # evaluate
 def _eval_setup(d: Path, pred_builder=None, gt_builder=None) -> tuple[Path, Path]:
     pred, gt = d / "pred", d / "gt"

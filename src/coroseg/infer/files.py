@@ -49,6 +49,7 @@ def predict(
     iterate: bool = True,
     batch_size: int = 4,
     progress: bool = True,
+    precision: str = "auto",
 ) -> list[dict]:
     """Segment every scan in ``inputs`` and write the outputs to ``output_dir``.
 
@@ -73,6 +74,8 @@ def predict(
         Windows / crops per forward pass.
     progress : bool
         tqdm progress bar over scans.
+    precision : {"auto", "fp32", "bf16"}
+        Network arithmetic (see :func:`coroseg.infer.predict_volume`).
 
     Returns
     -------
@@ -85,6 +88,10 @@ def predict(
         Bad run folder, unreadable input, or (batch) after all scans ran, when any failed
         (the message lists them; the others' outputs are written).
     """
+    from coroseg.infer.windows import PRECISIONS
+
+    if precision not in PRECISIONS:
+        raise CorosegError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     output_dir = Path(output_dir)
     paths: list[Path] = []
     for p in ([inputs] if isinstance(inputs, (str, Path)) else list(inputs)):
@@ -118,7 +125,7 @@ def predict(
     for path in iterator:
         try:
             summaries.append(_predict_one(loaded, path, output_dir, centerline=centerline, device=dev,
-                                          save_prob=save_prob, mesh=mesh, postprocess=postprocess,
+                                          save_prob=save_prob, mesh=mesh, postprocess=postprocess, precision=precision,
                                           iterate=iterate, batch_size=batch_size))
         except CorosegError as exc:
             if len(paths) == 1:
@@ -151,13 +158,14 @@ def _earlier_cases(path: Path, ids: set[str]) -> list[dict]:
         return []
 
 
-def _predict_one(loaded, path: Path, output_dir: Path, *, centerline, device, save_prob: bool, mesh: bool,
+def _predict_one(loaded, path: Path, output_dir: Path, *, centerline, device, save_prob: bool, mesh: bool, precision: str,
                  postprocess: PostprocessOptions, iterate: bool, batch_size: int) -> dict:
     t0 = time.perf_counter()
     vol = read_volume(path)
     t_read = time.perf_counter() - t0
     pred = predict_volume(loaded, vol, centerline=centerline, device=device, postprocess_options=postprocess,
-                          iterate=iterate, batch_size=batch_size, extract_centerline=True, keep_prob=save_prob)
+                          iterate=iterate, batch_size=batch_size, extract_centerline=True, keep_prob=save_prob,
+                          precision=precision)
     cid = case_id(path)
     ext = output_extension(path)
     t0 = time.perf_counter()

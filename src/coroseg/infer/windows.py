@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 
 import numpy as np
 import torch
@@ -22,10 +23,29 @@ import torch
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 
 
+#: network precision at inference: "auto" = bf16 autocast on CUDA, fp32 on CPU; "fp32"; "bf16"
+#: (bf16 on a CPU helps only where the CPU has bf16 instructions: AVX512-BF16 or AMX)
+PRECISIONS = ("auto", "fp32", "bf16")
+_PRECISION: ContextVar[str] = ContextVar("coroseg_inference_precision", default="auto")
+
+
+@contextlib.contextmanager
+def inference_precision(mode: str):
+    """Run the networks inside this block at ``mode`` (one of :data:`PRECISIONS`)."""
+    if mode not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {mode!r}")
+    token = _PRECISION.set(mode)
+    try:
+        yield
+    finally:
+        _PRECISION.reset(token)
+
+
 def autocast_context(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA, nothing on CPU (fp32 there is both faster and exact)."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """Autocast for the current :func:`inference_precision` (default: bf16 on CUDA, fp32 on CPU)."""
+    mode = _PRECISION.get()
+    if mode == "bf16" or (mode == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -122,4 +142,4 @@ def _on_device(predictor: Predictor, device: torch.device) -> Predictor:
     return run
 
 
-__all__ = ["sliding_window", "vessel_predictor", "autocast_context", "Predictor"]
+__all__ = ["sliding_window", "vessel_predictor", "autocast_context", "inference_precision", "PRECISIONS", "Predictor"]
