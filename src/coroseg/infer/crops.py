@@ -109,8 +109,8 @@ class CropAccumulator:
         """Blended probability (float32, 0 where no crop reached) and coverage (bool), over the grid or ``box``."""
         value, weight = self._sums(box)
         covered = weight > 0
+        # uncovered voxels keep their 0 without being written: untouched pages stay unallocated
         np.divide(value, weight, out=value, where=covered)
-        value[~covered] = 0.0
         return value, covered
 
     def probability(self, box: tuple[slice, ...] | None = None) -> np.ndarray:

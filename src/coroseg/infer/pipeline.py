@@ -244,7 +244,7 @@ def _predict_volume(run, vol: Volume, *, centerline, centerline_source, device, 
     if extract_centerline:
         from coroseg.prior.skeleton import centerline_from_mask
 
-        frac = float(seg.array.mean())
+        frac = float(np.count_nonzero(seg_arr)) / max(1, seg_arr.size)
         if frac > max_vessel_fraction:
             info.warn(f"segmentation covers {100 * frac:.1f} % of the volume: no centerline extracted")
         else:
