@@ -202,10 +202,13 @@ def predict_crops(
             if extra_channels is not None:
                 patches = np.stack([_with_extra(p, s, size, shape, extra_channels, extra_cval)
                                     for p, s in zip(patches, batch_starts)])
+            single = len(patches) == 1 and batch_size > 1
+            if single:  # a lone crop runs ~4x slower per crop than a pair on CPU (measured): pad with a copy
+                patches = np.concatenate([patches, patches])
             x = torch.from_numpy(patches)
             if is2d:
                 x = x[:, :, 0]
-            y = predictor(x.to(device)).float().cpu().numpy()
+            y = predictor(x.to(device)).float().cpu().numpy()[: len(batch_starts)]
             if is2d:
                 y = y[:, :, None]
             for s, p in zip(batch_starts, y[:, 0]):

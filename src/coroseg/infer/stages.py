@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 
 #: sliding-window defaults (nnU-Net uses 0.5 overlap; 0.25 is MONAI's default and ~2x cheaper)
 OVERLAP = 0.25
+#: the locator's sliding-window overlap (a coarse whole-volume pass: its windows are the main
+#: fixed cost of a crop model's prediction)
+LOCATOR_OVERLAP = OVERLAP
 #: spacing of centerline points used for crop centres (mm)
 POINT_STEP_MM = 1.0
 #: a mask covering more than this fraction of the volume is not a coronary tree (coronaries
@@ -118,7 +121,7 @@ def locate(vol_lps: Volume, locator: torch.nn.Module, loc_cfg: dict, *, device: 
     grid = to_model_grid(vol_lps, loc_cfg["spacing"])
     norm = normalise(grid.array, loc_cfg["intensity"])
     t0 = info.tick("locator_preprocess", t0)
-    prob = sliding_window(norm, vessel_predictor(locator), patch_size=loc_cfg["patch_size"], overlap=OVERLAP,
+    prob = sliding_window(norm, vessel_predictor(locator), patch_size=loc_cfg["patch_size"], overlap=LOCATOR_OVERLAP,
                           batch_size=batch_size, device=device, cval=pad_value(loc_cfg["intensity"]))
     t0 = info.tick("locator_network", t0)
     mask = keep_main_components(prob >= float(loc_cfg.get("threshold", 0.5)), spacing=grid.spacing,
@@ -366,7 +369,9 @@ def run_crops(norm, grid: Volume, graph: CenterlineGraph, model: torch.nn.Module
             info.warn(f"stage-2 mask covers {100 * frac:.1f} % of the volume: not iterating")
             break
         lo = np.array([b.start for b in box])
-        current = centerline_from_mask(sub_grid(grid, box).with_array(mask.astype(np.uint8), is_label=True))
+        tight = bounding_box(mask, pad=1)  # skeletonise only around the vessels, not the whole box
+        current = centerline_from_mask(sub_grid(sub_grid(grid, box), tight).with_array(
+            mask[tight].astype(np.uint8), is_label=True))
         points = thin_points(np.concatenate([
             uncovered_points(centre_points(current, grid), all_starts, grid.shape, config["patch_size"]),
             border_voxels(mask, covered_box, margin) + lo]), margin)

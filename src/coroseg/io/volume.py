@@ -446,10 +446,10 @@ def resample_to_grid(vol: Volume, reference: Volume, *, shape: tuple[int, int, i
     if default is None:
         default = 0.0 if vol.is_label else float(np.min(vol.array)) if vol.array.size else 0.0
     rs.SetDefaultPixelValue(float(default))
-    src = vol.to_sitk()
     if order != 0 and vol.array.dtype.kind in "iu":
-        src = sitk.Cast(src, sitk.sitkFloat32)
-    out = Volume.from_sitk(rs.Execute(src), is_label=vol.is_label)
+        # interpolate integer HU in floating point; the output type avoids a float copy of the input
+        rs.SetOutputPixelType(sitk.sitkFloat32)
+    out = Volume.from_sitk(rs.Execute(vol.to_sitk()), is_label=vol.is_label)
     return out
 
 

@@ -92,15 +92,16 @@ def sample_perturbation(
     nodes = sorted(g.nodes)
     jitter: dict[int, list[float]] = {}
     if jitter_mm > 0 and nodes:
+        from scipy.sparse import coo_matrix
+
         noise = rng.normal(0.0, 1.0, size=(len(nodes), 3))
         pos = {n: i for i, n in enumerate(nodes)}
+        ij = np.array([(pos[a], pos[b]) for a, b in g.edges], np.int64).reshape(-1, 2)
+        rows, cols = np.concatenate([ij[:, 0], ij[:, 1]]), np.concatenate([ij[:, 1], ij[:, 0]])
+        adj = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(nodes), len(nodes))).tocsr()
+        deg = np.asarray(adj.sum(axis=1)).reshape(-1, 1)
         for _ in range(smooth_iters):  # low-pass along the tree: a wobble, not a zigzag
-            new = noise.copy()
-            for n in nodes:
-                nb = [pos[m] for m in g.neighbors(n)]
-                if nb:
-                    new[pos[n]] = (noise[pos[n]] + noise[nb].sum(0)) / (1 + len(nb))
-            noise = new
+            noise = (noise + adj @ noise) / (1.0 + deg)  # each node: mean of itself and its neighbours
         std = noise.std()
         if std > 0:
             noise *= jitter_mm / std
@@ -137,11 +138,15 @@ def apply_perturbation(graph: CenterlineGraph, p: Perturbation) -> CenterlineGra
         mid = frac * cum[-1]
         hole = [n for n, c in zip(path[1:-1], cum[1:-1]) if abs(c - mid) <= mm / 2 and n not in ostia]
         g.remove_nodes_from(hole)
-    for n, d in p.jitter.items():
-        if g.has_node(n):
-            g.nodes[n]["pos"] = np.asarray(g.nodes[n]["pos"], float) + np.asarray(d, float)
-    for a, b in g.edges:
-        g.edges[a, b]["length"] = float(np.linalg.norm(g.nodes[a]["pos"] - g.nodes[b]["pos"]))
+    moved = [n for n in p.jitter if g.has_node(n)]
+    if moved:
+        new_pos = np.array([g.nodes[n]["pos"] for n in moved], float) + np.array([p.jitter[n] for n in moved], float)
+        nx.set_node_attributes(g, dict(zip(moved, new_pos)), "pos")
+    edges = list(g.edges)
+    if edges:
+        ends = np.array([[g.nodes[a]["pos"], g.nodes[b]["pos"]] for a, b in edges], float)
+        nx.set_edge_attributes(g, dict(zip(edges, np.linalg.norm(ends[:, 0] - ends[:, 1], axis=1).tolist())),
+                               "length")
     g.remove_nodes_from([n for n in list(g.nodes) if g.degree(n) == 0 and n not in ostia])
     out.update_topology(ostia=[o for o in ostia if g.has_node(o)])
     return out
