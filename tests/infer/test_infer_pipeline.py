@@ -224,3 +224,18 @@ def test_box_resample_equals_whole_volume(direction):
     assert np.count_nonzero(full) > 50
     np.testing.assert_allclose(part, full, atol=1e-6)
     assert _input_box(grid.with_array(np.zeros_like(prob)), vol) is None
+
+
+def test_keep_prob_and_precision_options(scan, fake_run):
+    """keep_prob=False drops only the probability map; bf16 and fp32 give (nearly) the same mask."""
+    img, lab, gt = scan
+    run = fake_run("unet3d_crop")
+    full = predict_volume(run, img, centerline=gt, precision="fp32")
+    lean = predict_volume(run, img, centerline=gt, keep_prob=False, precision="fp32")
+    assert lean.prob is None and full.prob is not None
+    assert full.prob.same_grid(img)
+    np.testing.assert_array_equal(lean.seg.array, full.seg.array)
+    half = predict_volume(run, img, centerline=gt, keep_prob=False, precision="bf16")
+    assert dice(half.seg.array, full.seg.array) > 0.98
+    with pytest.raises(ValueError, match="precision must be one of"):
+        predict_volume(run, img, centerline=gt, precision="fp8")
