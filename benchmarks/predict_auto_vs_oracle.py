@@ -63,7 +63,8 @@ def main() -> None:
 
     import torch
 
-    from coroseg.eval.testing import gt_centerline, split_cases
+    from coroseg.data.cache import load_centerline
+    from coroseg.eval.testing import split_cases
     from coroseg.infer.pipeline import load, predict_volume, resolve_device
     from coroseg.io.volume import read_volume
 
@@ -116,7 +117,7 @@ def main() -> None:
     for case in cases:
         image = read_volume(case.image)
         label = read_volume(case.label, is_label=True)
-        gt = gt_centerline(case, label)
+        gt = load_centerline(case, label)[0]
         row = {"case": case.case_id, "shape": "x".join(map(str, image.shape))}
         for mode in modes:
             prior = {"auto": "auto", "oracle": gt, "none": "none"}[mode]

@@ -76,3 +76,19 @@ def test_export_refuses_bad_input(tmp_path):
         export_nnunet([d], tmp_path / "raw", dataset_id=1000)
     with pytest.raises(InputError, match="not a safe file name"):
         export_nnunet([C("../x", d.image, d.label, "train")], tmp_path / "raw")
+
+
+def test_export_failing_late_leaves_no_files(tmp_path):
+    """Two good cases, then a bad label: none of the exported files stays behind."""
+    cases = [make(tmp_path, "e1", "train"), make(tmp_path, "e2", "test"), make(tmp_path, "e3", "train", value=2)]
+    with pytest.raises(InputError, match=r"e3_seg\.nrrd: label values \[2\] found"):
+        export_nnunet(cases, tmp_path / "raw", progress=False)
+    assert not [p for p in (tmp_path / "raw").rglob("*") if p.is_file()]
+
+
+def test_label_values_beyond_uint8_are_refused(tmp_path):
+    lab = np.zeros((4, 4, 4), np.int16)
+    lab[1, 1, 1] = 257  # would wrap to 1 in uint8
+    p = write_volume(Volume(lab, SP, ORIGIN, DIRECTION), tmp_path / "wide.nrrd")
+    with pytest.raises(InputError, match=r"wide\.nrrd: label values outside 0\.\.255 found \(0\.\.257\)"):
+        read_volume(p, is_label=True)

@@ -239,3 +239,13 @@ def test_keep_prob_and_precision_options(scan, fake_run):
     assert dice(half.seg.array, full.seg.array) > 0.98
     with pytest.raises(ValueError, match="precision must be one of"):
         predict_volume(run, img, centerline=gt, precision="fp8")
+
+
+def test_given_graph_outside_the_image_is_refused(scan, fake_run):
+    """A prior graph in the wrong frame (e.g. a .vtp read without its image) fails loudly."""
+    from coroseg.errors import InputError
+
+    img, lab, gt = scan
+    far = gt.transformed(lambda p: p + np.array([500.0, 0.0, 0.0]))
+    with pytest.raises(InputError, match=r"oracle centerline: \d+ of \d+ centerline points lie outside the image"):
+        predict_volume(fake_run("unet3d_crop"), img, centerline=far, centerline_source="oracle")

@@ -105,24 +105,33 @@ def export_nnunet(cases: Iterable[CaseLike], out_dir: str | Path, *, dataset_id:
     root = Path(out_dir) / f"Dataset{int(dataset_id):03d}_{name}"
     n_train = 0
     folds: dict[str, list[str]] = {"train": [], "val": []}
-    for c in tqdm(cases, desc="export", unit="case", disable=None if progress else True):
-        split = c.split or "train"
-        tr = split != "test"
-        img = read_volume(c.image)
-        write_volume(img, root / ("imagesTr" if tr else "imagesTs") / f"{c.case_id}_0000.nii.gz")
-        if c.label is not None:
-            lab = read_volume(c.label, is_label=True)
-            problem = grid_mismatch(img, lab)
-            if problem:
-                raise GeometryError(f"label grid does not match image {Path(c.image).name}: {problem}", c.label)
-            bad = np.setdiff1d(np.unique(lab.array), [0, 1])
-            if bad.size:
-                raise InputError(f"label values {sorted(int(v) for v in bad)} found; expected only 0 and 1", c.label)
-            lab.array = lab.array.astype(np.uint8)
-            write_volume(lab, root / ("labelsTr" if tr else "labelsTs") / f"{c.case_id}.nii.gz")
-        if tr:
-            n_train += 1
-            folds[split].append(c.case_id)
+    written: list[Path] = []
+    try:
+        for c in tqdm(cases, desc="export", unit="case", disable=None if progress else True):
+            split = c.split or "train"
+            tr = split != "test"
+            img = read_volume(c.image)
+            lab = None
+            if c.label is not None:  # checked before anything of this case is written
+                lab = read_volume(c.label, is_label=True)
+                problem = grid_mismatch(img, lab)
+                if problem:
+                    raise GeometryError(f"label grid does not match image {Path(c.image).name}: {problem}", c.label)
+                bad = np.setdiff1d(np.unique(lab.array), [0, 1])
+                if bad.size:
+                    raise InputError(f"label values {sorted(int(v) for v in bad)} found; expected only 0 and 1",
+                                     c.label)
+                lab.array = lab.array.astype(np.uint8)
+            written.append(write_volume(img, root / ("imagesTr" if tr else "imagesTs") / f"{c.case_id}_0000.nii.gz"))
+            if lab is not None:
+                written.append(write_volume(lab, root / ("labelsTr" if tr else "labelsTs") / f"{c.case_id}.nii.gz"))
+            if tr:
+                n_train += 1
+                folds[split].append(c.case_id)
+    except BaseException:
+        for f in written:  # a failed export leaves none of its files behind
+            f.unlink(missing_ok=True)
+        raise
     write_json(root / "dataset.json", {
         "name": name,
         "description": "Coronary artery lumen segmentation in CT coronary angiography (exported by coroseg)",

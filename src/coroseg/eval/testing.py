@@ -16,11 +16,12 @@ import numpy as np
 from tqdm import tqdm
 
 from coroseg.data.layouts import Case, load_dataset
-from coroseg.errors import CorosegError, GeometryError
+from coroseg.data.cache import load_centerline, read_case
+from coroseg.errors import CorosegError
 from coroseg.eval.evaluate import summary_table, write_csv
 from coroseg.eval.metrics import all_metrics
 from coroseg.io.atomic import write_text
-from coroseg.io.volume import grid_mismatch, read_volume, write_volume
+from coroseg.io.volume import write_volume
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +42,6 @@ def split_cases(run_dir: str | Path, data_dir: str | Path, split: str) -> list[C
     return chosen
 
 
-def gt_centerline(case: Case, label):
-    """The case's reference centerline file, else one extracted from its label."""
-    if case.centerline is not None:
-        from coroseg.io.centerline_files import read_centerline
-
-        return read_centerline(case.centerline)
-    from coroseg.prior import centerline_from_mask
-
-    return centerline_from_mask(label)
-
-
 def test_run(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, *, split: str = "test",
              centerlines: Sequence[str] = ("auto",), device: str = "auto", save_predictions: bool = True,
              progress: bool = True) -> tuple[list[dict], str]:
@@ -70,7 +60,7 @@ def test_run(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, *, 
         One row per case and mode (``case_id``, ``centerline``, metrics, ``seconds``), and the
         markdown summary also written to ``<out_dir>/summary.md`` beside ``metrics.csv``.
     """
-    from coroseg.infer.pipeline import load, predict_volume, resolve_device
+    from coroseg.infer.pipeline import load, resolve_device
 
     for m in centerlines:
         if m not in MODE_LABELS:
@@ -82,31 +72,38 @@ def test_run(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, *, 
         centerlines = ("none",)
     cases = split_cases(run_dir, data_dir, split)
     rows: list[dict] = []
-    jobs = [(c, m) for c in cases for m in centerlines]
-    for case, mode in tqdm(jobs, desc=f"test {split}", unit="case", disable=not progress):
-        image = read_volume(case.image)
-        label = read_volume(case.label, is_label=True)
-        problem = grid_mismatch(image, label)
-        if problem:
-            raise GeometryError(f"label grid differs from the image: {problem}", case.label)
+    bar = tqdm(total=len(cases) * len(centerlines), desc=f"test {split}", unit="case", disable=not progress)
+    for case in cases:
+        image, label = read_case(case)  # once per case, checked as in training
         ref = label.array > 0
-        prior = gt_centerline(case, label) if mode == "gt" else ("auto" if mode == "auto" else "none")
-        t0 = time.perf_counter()
-        pred = predict_volume(run, image, centerline=prior, device=dev,
-                              centerline_source="oracle" if mode == "gt" else None, extract_centerline=False,
-                              keep_prob=False)
-        seconds = time.perf_counter() - t0
-        if save_predictions:
-            sub = "pred" if mode != "gt" else "pred-oracle"
-            write_volume(pred.seg, out_dir / sub / f"{case.case_id}_seg.nrrd")
-        row = {"case_id": case.case_id, "group": case.group or "", "centerline": MODE_LABELS[mode],
-               **all_metrics(pred.seg.array > 0, ref, spacing=image.spacing),
-               "seconds": round(seconds, 2), "crops": pred.info.get("n_crops")}
-        rows.append(row)
+        for mode in centerlines:
+            rows.append(_test_one(run, case, image, label, ref, mode, dev, out_dir, save_predictions))
+            bar.update(1)
+    bar.close()
     write_csv(out_dir / "metrics.csv", rows)
     table = results_by_mode(rows, title=f"{run.config.get('model')} on {split} ({len(cases)} cases)")
     write_text(out_dir / "summary.md", table)
     return rows, table
+
+
+def _test_one(run, case: Case, image, label, ref: np.ndarray, mode: str, dev, out_dir: Path,
+              save_predictions: bool) -> dict:
+    """Predict one case with one centerline mode and score it against ``ref``."""
+    from coroseg.infer.pipeline import predict_volume
+
+    # the reference centerline is read against the label (ASOCA .vtp files use an image frame)
+    prior = load_centerline(case, label)[0] if mode == "gt" else ("auto" if mode == "auto" else "none")
+    t0 = time.perf_counter()
+    pred = predict_volume(run, image, centerline=prior, device=dev,
+                          centerline_source="oracle" if mode == "gt" else None, extract_centerline=False,
+                          keep_prob=False)
+    seconds = time.perf_counter() - t0
+    if save_predictions:
+        sub = "pred" if mode != "gt" else "pred-oracle"
+        write_volume(pred.seg, out_dir / sub / f"{case.case_id}_seg.nrrd")
+    return {"case_id": case.case_id, "group": case.group or "", "centerline": MODE_LABELS[mode],
+            **all_metrics(pred.seg.array > 0, ref, spacing=image.spacing),
+            "seconds": round(seconds, 2), "crops": pred.info.get("n_crops")}
 
 
 def results_by_mode(rows: list[dict], *, title: str) -> str:

@@ -93,6 +93,10 @@ def _prior_graph(run, vol_lps: Volume, centerline, device: torch.device, info: S
                  source: str | None, max_vessel_fraction: float) -> tuple[CenterlineGraph | None, str]:
     cfg = run.config
     if isinstance(centerline, CenterlineGraph):
+        from coroseg.io.centerline_files import check_centerline_in_image
+
+        # a graph in another frame (e.g. an ASOCA .vtp read without its image) fails here, not silently
+        check_centerline_in_image(centerline, vol_lps, f"{source or 'given'} centerline")
         return centerline, source or "given"
     if isinstance(centerline, (str, Path)) and str(centerline) not in CENTERLINE_MODES:
         from coroseg.io.centerline_files import check_centerline_in_image, read_centerline

@@ -365,6 +365,10 @@ def _as_label(array: np.ndarray, path: Path) -> np.ndarray:
     if array.dtype.kind == "f":
         if not np.all(np.isfinite(array)) or not np.all(array == np.round(array)):
             raise InputError("label has non-integer values; expected 0/1", path)
+    if array.dtype != np.uint8 and array.size and (array.min() < 0 or array.max() > 255):
+        # uint8 would wrap these (257 -> 1, -1 -> 255) and silently change the mask
+        raise InputError(f"label values outside 0..255 found ({array.min():g}..{array.max():g}); "
+                         "expected a 0/1 mask", path)
     return array.astype(np.uint8) if array.dtype != np.uint8 else array
 
 
