@@ -27,17 +27,13 @@ from pathlib import Path
 
 from _common import phantom_data
 
+from coroseg.eval.metrics import dice
+
 import numpy as np
 
 STAGES = ("preprocess", "locator_preprocess", "locator_network", "locator_centerline", "centerline_read",
           "crop_centres", "crop_network", "crop_iterate_centerline", "network", "resample_back", "postprocess",
           "total")
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a > 0, b > 0
-    s = int(a.sum()) + int(b.sum())
-    return 1.0 if s == 0 else 2.0 * int(np.logical_and(a, b).sum()) / s
 
 
 def main() -> None:
@@ -123,7 +119,7 @@ def main() -> None:
             prior = {"auto": "auto", "oracle": gt, "none": "none"}[mode]
             pred = predict_volume(run, image, centerline=prior, device=dev, iterate=args.iterate,
                                   centerline_source="oracle" if mode == "oracle" else None, extract_centerline=False)
-            row[f"dice_{mode}"] = dice(pred.seg.array, label.array)
+            row[f"dice_{mode}"] = dice(pred.seg.array > 0, label.array > 0)
             row[f"crops_{mode}"] = pred.info["n_crops"]
             row[f"iter_{mode}"] = pred.info["iterations"]
             row[f"src_{mode}"] = pred.info["centerline_source"]

@@ -41,11 +41,7 @@ from pathlib import Path
 import numpy as np
 from _common import phantom_data
 
-
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a > 0, b > 0
-    s = int(a.sum()) + int(b.sum())
-    return 1.0 if s == 0 else 2.0 * int(np.logical_and(a, b).sum()) / s
+from coroseg.eval.metrics import dice
 
 
 def _peak_rss_mb() -> float:
@@ -81,7 +77,7 @@ def run_ours(run_dir: str, image: str, label: str, out: str, device: str, precis
     rss = _peak_rss_mb()
     seg = read_volume(Path(out) / s["files"]["seg"], is_label=True)
     lab = read_volume(label, is_label=True)
-    q.put({"wall_s": wall, "stages": s["timings_s"], "dice": _dice(seg.array, lab.array), "rss_mb": rss,
+    q.put({"wall_s": wall, "stages": s["timings_s"], "dice": dice(seg.array > 0, lab.array > 0), "rss_mb": rss,
            "gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None,
            "crops": s["n_crops"], "source": s["centerline_source"]})
 
@@ -140,7 +136,7 @@ def run_baseline(run_dir: str, image: str, label: str, out: str, device: str, pr
     st["total"] = wall
     rss = _peak_rss_mb()
     lab = read_volume(label, is_label=True)
-    q.put({"wall_s": wall, "stages": st, "dice": _dice(seg.array, lab.array), "rss_mb": rss,
+    q.put({"wall_s": wall, "stages": st, "dice": dice(seg.array > 0, lab.array > 0), "rss_mb": rss,
            "gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None,
            "crops": None, "source": "none (whole volume)"})
 

@@ -37,14 +37,14 @@ def _sync(dev) -> None:
         torch.cuda.synchronize()
 
 
-def measure(sampler: str, cases, spacing, args, dev) -> dict:
+def measure(sampler: str, cases, args, dev) -> dict:
     import torch
     from monai.losses import DiceCELoss
 
     from coroseg.data.augment import build_augmentation
     from coroseg.data.sampling import PatchDataset, crop_centres_for_case, crop_plan, grid_plan
-    from coroseg.models.registry import build_network, model_spec, network_config
-    from coroseg.train.trainer import DEFAULTS, forward_loss, optimizer_step
+    from coroseg.models.registry import build_network, model_spec, n_parameters, network_config
+    from coroseg.train.trainer import DEFAULTS, attention_settings, forward_loss, optimizer_step
 
     patch = [args.patch] * 3
     spec = model_spec(f"unet3d_{sampler}")
@@ -54,10 +54,7 @@ def measure(sampler: str, cases, spacing, args, dev) -> dict:
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
     amp = dev.type == "cuda"
-    attention = None
-    if spec["attention"]:
-        attention = {"mode": DEFAULTS["attention_mode"], "dilation_mm": float(DEFAULTS["attention_dilation_mm"]),
-                     "perturb": True, "spurious": 0, "perturb_kwargs": {}}
+    attention = attention_settings(DEFAULTS) if spec["attention"] else None
     n_items = (args.steps + args.warmup) * args.batch_size
     if sampler == "crop":
         centres = [crop_centres_for_case(c, patch, seed=0) for c in cases]
@@ -113,7 +110,7 @@ def measure(sampler: str, cases, spacing, args, dev) -> dict:
         pass
     res["data"] = timed.rate
     res["workers"] = workers
-    res["params_m"] = sum(p.numel() for p in net.parameters()) / 1e6
+    res["params_m"] = n_parameters(net) / 1e6
     return res
 
 
@@ -155,7 +152,7 @@ def main() -> None:
     print(f"\n{'sampler':8s} {'workers':>7s} {'params M':>8s} {'bare p/s':>9s} {'loop p/s':>9s} {'data p/s':>9s} "
           f"{'loop/bare':>9s}")
     for sampler in args.samplers.split(","):
-        r = measure(sampler, prepared, spacing, args, dev)
+        r = measure(sampler, prepared, args, dev)
         print(f"{sampler:8s} {r['workers']:7d} {r['params_m']:8.2f} {r['bare']:9.1f} {r['loop']:9.1f} "
               f"{r['data']:9.1f} {100 * r['loop'] / r['bare']:8.0f}%")
 

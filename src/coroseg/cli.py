@@ -41,7 +41,7 @@ def _root(
 
 
 @app.command()
-def info(path: Path = typer.Argument(..., **EXISTING, help="Volume file, DICOM folder, centerline (.vtp/.gml) or dataset folder.")) -> None:
+def info(path: Path = typer.Argument(..., **EXISTING, help="Volume file, DICOM folder, centerline (.vtp/.gml/.mrk.json) or dataset folder.")) -> None:
     """Print a volume's, centerline's or dataset's size, spacing, orientation and statistics."""
     from coroseg.info import describe, format_description
 
@@ -97,7 +97,7 @@ def predict(
     model: Path = typer.Option(..., "--model", **EXISTING, help="Run folder written by 'coroseg train'."),
     input: Path = typer.Option(..., "--input", **EXISTING, help="Volume file, folder of volumes, or DICOM series folder."),
     output: Path = typer.Option(..., "--output", help="Output folder."),
-    centerline: str = typer.Option("auto", "--centerline", help="auto (locator), none, or a .vtp/.gml file."),
+    centerline: str = typer.Option("auto", "--centerline", help="auto (locator), none, or a .vtp/.gml/.mrk.json file."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     save_prob: bool = typer.Option(False, "--save-prob", help="Also write the vessel probability map."),
     mesh: bool = typer.Option(False, "--mesh", help="Also write <id>_vessels.stl (LPS mm)."),

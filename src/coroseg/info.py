@@ -83,8 +83,9 @@ def describe(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
         raise InputError("no such file or folder", path)
-    name = path.name.lower()
-    if path.is_file() and name.endswith((".vtp", ".gml")):
+    from coroseg.io.centerline_files import centerline_extension
+
+    if path.is_file() and centerline_extension(path):  # .vtp, .gml, .mrk.json
         return describe_centerline(path)
     if path.is_file() or volume_extension(path):
         return {"path": str(path), **describe_volume(read_volume(path))}

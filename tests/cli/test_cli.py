@@ -56,3 +56,20 @@ def test_info_real_asoca_mask(shared: Path) -> None:
     assert "512 x 512 x 204" in out.stdout
     assert "0.416 x 0.416 x 0.625" in out.stdout
     assert "label_values: 0, 1" in out.stdout
+
+
+def test_info_on_slicer_markups(tmp_path: Path) -> None:
+    """.mrk.json, which predict writes, is described as a centerline (it was refused as a volume)."""
+    import networkx as nx
+
+    from coroseg.io.centerline import CenterlineGraph
+    from coroseg.io.centerline_files import write_centerline
+
+    g = nx.Graph()
+    g.add_node(0, pos=np.array([0.0, 0.0, 0.0]), radius=1.0)
+    g.add_node(1, pos=np.array([5.0, 0.0, 0.0]), radius=1.0)
+    g.add_edge(0, 1)
+    write_centerline(CenterlineGraph(g), tmp_path / "c.mrk.json")
+    out = run_cli("info", str(tmp_path / "c.mrk.json"))
+    assert out.returncode == 0, out.stderr
+    assert "length_mm: 5.0" in out.stdout

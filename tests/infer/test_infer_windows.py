@@ -177,3 +177,14 @@ def test_inference_precision_sets_autocast():
     with pytest.raises(ValueError, match="precision must be one of"):
         with inference_precision("fp8"):
             pass
+
+
+def test_crop_starts_reach_the_upper_volume_faces():
+    """A point near the upper faces gets a crop that reaches them (it stopped a margin short)."""
+    from coroseg.infer.stages import crop_starts
+    from coroseg.io.volume import Volume
+
+    grid = Volume(np.zeros((64, 64, 64), np.uint8), (1.0, 1.0, 1.0))
+    config = {"patch_size": [32, 32, 32], "crop": {"method": "kmeans"}, "seed": 0}
+    np.testing.assert_array_equal(crop_starts(np.array([[50.0, 50.0, 50.0]]), grid, config), [[32, 32, 32]])
+    np.testing.assert_array_equal(crop_starts(np.array([[13.0, 13.0, 13.0]]), grid, config), [[0, 0, 0]])

@@ -248,13 +248,15 @@ def _predict_volume(run, vol: Volume, *, centerline, centerline_source, device, 
     if extract_centerline:
         from coroseg.prior.skeleton import centerline_from_mask
 
-        frac = float(np.count_nonzero(seg_arr)) / max(1, seg_arr.size)
-        if frac > max_vessel_fraction:
+        frac = 0.0 if found is None else float(np.count_nonzero(seg_arr[found[0]])) / max(1, seg_arr.size)
+        if found is None:  # nothing segmented: nothing to skeletonise
+            graph = CenterlineGraph()
+        elif frac > max_vessel_fraction:
             info.warn(f"segmentation covers {100 * frac:.1f} % of the volume: no centerline extracted")
         else:
             # skeletonise in the LPS-oriented frame, so the graph does not depend on storage order;
             # only the box the mask can occupy (the graph is in world mm, the same either way)
-            graph = centerline_from_mask(orient_lps(seg if found is None else sub_grid(seg, found[0])))
+            graph = centerline_from_mask(orient_lps(sub_grid(seg, found[0])))
         info.tick("centerline_output", t0)
     timings = {k: round(v, 4) for k, v in info.timings.items()}
     timings["total"] = round(time.perf_counter() - t_start, 4)

@@ -155,17 +155,20 @@ def crop_starts(points_idx: np.ndarray, grid: Volume, config: dict) -> np.ndarra
         return np.zeros((0, 3), np.int64)
     crop_cfg = dict(config.get("crop") or {})
     kwargs = {k: crop_cfg[k] for k in ("eps_mm", "merge_radius", "n_clusters") if crop_cfg.get(k) is not None}
-    kwargs.update(method=crop_cfg.get("method", "kmeans"), spacing=tuple(grid.spacing),
-                  seed=int(config.get("seed", 0) or 0), shape=tuple(grid.shape))
     # cluster with crops shrunk by the border margin, so that every centerline point lies at
-    # least ``margin`` voxels inside its full-size crop (room for the vessel's radius)
-    inner = np.asarray(config["patch_size"], dtype=np.int64) - 2 * crop_margin(config["patch_size"])
-    kwargs["shape"] = tuple(np.asarray(grid.shape) - 2 * crop_margin(config["patch_size"]))
+    # least ``margin`` voxels inside its full-size crop (room for the vessel's radius); the
+    # clustering works in the volume shrunk by the margin on every side, so points and the
+    # resulting centres are shifted by it (full crops can then reach every volume face)
+    m = crop_margin(config["patch_size"])
+    inner = np.asarray(config["patch_size"], dtype=np.int64) - 2 * m
+    kwargs.update(method=crop_cfg.get("method", "kmeans"), spacing=tuple(grid.spacing),
+                  seed=int(config.get("seed", 0) or 0), shape=tuple(np.asarray(grid.shape) - 2 * m))
+    pts = np.asarray(points_idx, dtype=float) - m
     if inner[0] == 1:
-        centres = crop_centres_2d(points_idx, size_2d=inner[1:].tolist(), **kwargs)
+        centres = crop_centres_2d(pts, size_2d=inner[1:].tolist(), **kwargs)
     else:
-        centres = crop_centres(points_idx, size=tuple(inner.tolist()), **kwargs)
-    return crop_boxes(np.asarray(centres), grid.shape, config["patch_size"])
+        centres = crop_centres(pts, size=tuple(inner.tolist()), **kwargs)
+    return crop_boxes(np.asarray(centres).reshape(-1, 3) + m, grid.shape, config["patch_size"])
 
 
 def attention(graph: CenterlineGraph, grid: Volume, config: dict) -> np.ndarray:

@@ -113,10 +113,10 @@ def sliding_window(
         raise ValueError(f"patch_size must have 3 entries (pz, py, px), not {patch}")
     device = torch.device(device)
     c, nz, ny, nx = arr.shape
-    out = np.empty((out_channels, nz, ny, nx), np.float32)
 
     with torch.inference_mode(), autocast_context(device):
         if patch[0] == 1:  # 2D: slices along the batch axis
+            out = np.empty((out_channels, nz, ny, nx), np.float32)
             roi = patch[1:]
             chunk = max(1, batch_size)
             for z0 in range(0, nz, chunk):
@@ -131,7 +131,7 @@ def sliding_window(
             y = sliding_window_inference(
                 x, patch, batch_size, _on_device(predictor, device), overlap=overlap, mode=mode,
                 cval=cval, sw_device=device, device="cpu")
-            out[:] = y[0].float().numpy()
+            out = y[0].float().numpy()  # already float32 on the CPU: no second volume-sized copy
     return out[0] if out_channels == 1 else out
 
 

@@ -111,6 +111,7 @@ class _Phase:
     last_file: str
     budget: int | None            # total patches (None: epochs x plan size)
     epochs: int
+    val_centres: list | None = None  # crop models: validation crop centres (model-independent: computed once)
 
 
 def train(data_dir: str | Path, out_dir: str | Path, *, model: str = "unet3d_crop", epochs: int | None = None,
@@ -385,14 +386,14 @@ def _make_config(spec: dict, spacing, intensity: dict, data_dir: Path, layout: s
 def _main_phase(config: dict, spec: dict, tr: list[PreparedCase], va: list[PreparedCase], seed: int, epochs: int,
                 patch_budget: int | None, opts: dict) -> _Phase:
     patch = spec["patch_size"]
-    att = None
-    if spec["attention"]:
-        att = {"mode": opts["attention_mode"], "dilation_mm": float(opts["attention_dilation_mm"]),
-               "perturb": bool(opts["perturb"]), "spurious": int(opts["spurious_branches"]),
-               "perturb_kwargs": dict(opts["perturb_kwargs"] or {})}
+    att = attention_settings(opts) if spec["attention"] else None
+    val_centres = None
     if spec["sampler"] == "crop":
         centres = [crop_centres_for_case(c, patch, method=opts["crop_method"], seed=seed) for c in tr]
         log.info("crop centres per training case: %s", [len(c) for c in centres])
+        # validation crops do not depend on the weights: place them once (as validate() would)
+        val_centres = [crop_centres_for_case(c, patch, method=config.get("crop", {}).get("method", "kmeans"),
+                                             seed=int(config.get("seed", 0))) for c in va]
 
         def plan(epoch: int) -> list[PatchItem]:
             return crop_plan(tr, centres, patch, seed=seed, epoch=epoch, jitter=opts["crop_jitter"],
@@ -402,7 +403,14 @@ def _main_phase(config: dict, spec: dict, tr: list[PreparedCase], va: list[Prepa
             return grid_plan(tr, patch, samples_per_case=opts["samples_per_case"], seed=seed, epoch=epoch,
                              fg_fraction=opts["fg_fraction"])
     return _Phase("model", config["network"], config, tr, va, plan, att, "model.safetensors", "last.safetensors",
-                  patch_budget, epochs)
+                  patch_budget, epochs, val_centres)
+
+
+def attention_settings(opts: dict) -> dict:
+    """The attention-channel settings PatchDataset takes, from the training options."""
+    return {"mode": opts["attention_mode"], "dilation_mm": float(opts["attention_dilation_mm"]),
+            "perturb": bool(opts["perturb"]), "spurious": int(opts["spurious_branches"]),
+            "perturb_kwargs": dict(opts["perturb_kwargs"] or {})}
 
 
 def _locator_phase(config: dict, train_cases: Sequence[Case], val_cases: Sequence[Case], seed: int, epochs: int,
@@ -420,6 +428,11 @@ def _locator_phase(config: dict, train_cases: Sequence[Case], val_cases: Sequenc
     budget = opts["locator_budget"] if opts["locator_budget"] is not None else patch_budget
     return _Phase("locator", loc["network"], cfg, tr, va, plan, None, loc["weights"], "locator_last.safetensors",
                   budget, epochs)
+
+
+def _epoch_len(phase: _Phase, epoch: int, plan_size: int) -> int:
+    """Patches in ``epoch``: the plan size, cut by the remaining patch budget."""
+    return plan_size if phase.budget is None else min(plan_size, max(0, phase.budget - epoch * plan_size))
 
 
 def _epoch_items(phase: _Phase, epoch: int, plan_size: int) -> list[PatchItem]:
@@ -445,7 +458,8 @@ def _fit(phase: _Phase, run_dir: Path, info: D.DistInfo, interrupted: list, conf
         raise CorosegError(f"{phase.name}: no training patches (no centerline points / empty cases?)",
                            run_dir / "config.json")
     n_epochs = phase.epochs if phase.budget is None else max(1, math.ceil(phase.budget / plan_size))
-    steps = [math.ceil(len(shard(_epoch_items(phase, e, plan_size), info.rank, info.world)) / batch_size)
+    # every epoch's plan has the same size, so steps follow from it without building the plans
+    steps = [math.ceil(math.ceil(_epoch_len(phase, e, plan_size) / info.world) / batch_size)
              for e in range(n_epochs)]
     total_steps = max(1, sum(steps))
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=float(opts["weight_decay"]))
@@ -611,9 +625,11 @@ def optimizer_step(loss: torch.Tensor, net: torch.nn.Module, opt: torch.optim.Op
 
 def _validate(net: torch.nn.Module, phase: _Phase, info: D.DistInfo, amp: bool, opts: dict) -> float:
     mine = phase.val_cases[info.rank::info.world]
-    scores = validate(unwrap(net), mine, phase.cfg, device=info.device, batch=int(opts["val_batch"]), amp=amp)
+    centres = None if phase.val_centres is None else phase.val_centres[info.rank::info.world]
+    scores = validate(unwrap(net), mine, phase.cfg, device=info.device, batch=int(opts["val_batch"]), amp=amp,
+                      centres=centres)
     total, count = D.all_sum(info, [float(sum(scores)), float(len(scores))])
     return total / count if count else float("nan")
 
 
-__all__ = ["train", "DEFAULTS", "TrainingInterrupted", "forward_loss", "optimizer_step"]
+__all__ = ["train", "DEFAULTS", "TrainingInterrupted", "forward_loss", "optimizer_step", "attention_settings"]

@@ -24,13 +24,7 @@ import torch
 
 from coroseg.data.cache import PreparedCase
 from coroseg.data.sampling import attention_patch, centerline_points, crop_centres_for_case
-
-
-def dice(pred: np.ndarray, ref: np.ndarray) -> float:
-    """Dice ``2|A∩B| / (|A| + |B|)`` of two boolean masks; 1.0 when both are empty."""
-    a, b = np.asarray(pred, bool), np.asarray(ref, bool)
-    denom = int(a.sum()) + int(b.sum())
-    return 1.0 if denom == 0 else 2.0 * int((a & b).sum()) / denom
+from coroseg.eval.metrics import dice
 
 
 def _autocast(device: torch.device, amp: bool):
@@ -125,4 +119,4 @@ def validate(model: torch.nn.Module, cases: Sequence[PreparedCase], config: dict
         model.train(was_training)
 
 
-__all__ = ["dice", "predict_grid", "predict_crops", "predict_case", "validate"]
+__all__ = ["predict_grid", "predict_crops", "predict_case", "validate"]
