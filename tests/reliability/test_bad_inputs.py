@@ -472,6 +472,20 @@ def _train_out_file(d, run):
 case("train-out_is_a_file", _train_out_file, r"not a folder")
 
 
+def _train_bad_set(setting: str, name: str):
+    def build(d, run):
+        ds = split_dataset(d / "ds")
+        return Spec(["train", "--data", ds, "--model", "unet3d_crop", "--out", d / "run", "--epochs", "1",
+                     "--device", "cpu", "--no-progress", *TINY_TRAIN, "--set", setting], name, [d / "run"])
+    return build
+
+
+case("train-set_unknown_crop_method", _train_bad_set("crop_method=kmean", "crop_method"),
+     r"training option crop_method='kmean': expected one of kmeans, dbscan")
+case("train-set_scalar_patch_size", _train_bad_set("patch_size=64", "patch_size"),
+     r"training option patch_size=64: expected three positive whole numbers")
+
+
 # synth
 def _synth_preset(d, run):
     return Spec(["synth", "--out", d / "ds", "--cases", "1", "--preset", "huge"], "huge", [d / "ds"])

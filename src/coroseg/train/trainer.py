@@ -85,9 +85,61 @@ DEFAULTS: dict = {
 }
 
 
-#: the locator's default spacing, times the model spacing: coarse enough to be cheap, fine
-#: enough that 1-2 mm coronaries stay connected in its (coverage-resampled) target
-LOCATOR_SPACING_FACTOR = 1.5
+
+def check_options(opts: dict) -> None:
+    """Refuse option values the trainer cannot use, naming the option (before any folder is made).
+
+    A typo in ``--set`` (``crop_method=kmean``, ``patch_size=64``) otherwise surfaces minutes
+    later as a traceback deep in sampling code.
+    """
+    from coroseg.prior.attention import MODES
+    from coroseg.prior.crops import METHODS
+
+    def fail(key: str, expected: str) -> None:
+        raise CorosegError(f"training option {key}={opts[key]!r}: expected {expected}")
+
+    def number(v, lo: float, hi: float = math.inf, *, integer: bool = False, lo_open: bool = False) -> bool:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not float(v).is_integer()):
+            return False
+        return (v > lo if lo_open else v >= lo) and v <= hi
+
+    def ints(v, n: int | None = None, lo: int = 1) -> bool:
+        return (isinstance(v, (list, tuple)) and (n is None or len(v) == n) and len(v) > 0
+                and all(number(x, lo, integer=True) for x in v))
+
+    choices = {"crop_method": METHODS, "attention_mode": MODES}
+    for key, allowed in choices.items():
+        if opts[key] not in allowed:
+            fail(key, "one of " + ", ".join(allowed))
+    for key in ("patch_size", "locator_patch"):
+        if opts[key] is not None and not ints(opts[key], 3):
+            fail(key, "three positive whole numbers [z, y, x]")
+    for key in ("channels", "locator_channels"):
+        if not ints(opts[key]) or len(opts[key]) < 2:
+            fail(key, "a list of at least two positive whole numbers")
+    if opts["locator_spacing"] is not None and not (
+            isinstance(opts["locator_spacing"], (list, tuple)) and len(opts["locator_spacing"]) == 3
+            and all(number(v, 0, lo_open=True) for v in opts["locator_spacing"])):
+        fail("locator_spacing", "three positive numbers [z, y, x] mm")
+    ranges = {  # key: (low, high, whole number, low excluded)
+        "weight_decay": (0, math.inf, False, False), "warmup_frac": (0, 1, False, False),
+        "grad_clip": (0, math.inf, False, False), "samples_per_case": (1, math.inf, True, False),
+        "fg_fraction": (0, 1, False, False), "crop_jitter": (0, 0.5, False, False),
+        "crop_repeats": (1, math.inf, True, False), "augment": (0, math.inf, False, False),
+        "cldice": (0, math.inf, False, False), "num_res_units": (0, math.inf, True, False),
+        "dropout": (0, 1, False, False), "attention_dilation_mm": (0, math.inf, False, False),
+        "spurious_branches": (0, math.inf, True, False), "val_overlap": (0, 1, False, False),
+        "val_batch": (1, math.inf, True, False), "locator_spacing_factor": (0, math.inf, False, True),
+        "locator_samples_per_case": (1, math.inf, True, False)}
+    for key, (lo, hi, integer, lo_open) in ranges.items():
+        if not number(opts[key], lo, hi, integer=integer, lo_open=lo_open):
+            kind = "a whole number" if integer else "a number"
+            fail(key, f"{kind} {'>' if lo_open else '>='} {lo:g}" + (f" and <= {hi:g}" if hi < math.inf else ""))
+    for key in ("crops_per_case", "locator_budget"):
+        if opts[key] is not None and not number(opts[key], 1, integer=True):
+            fail(key, "a whole number >= 1, or null")
+    if opts["num_workers"] is not None and not number(opts["num_workers"], 0, integer=True):
+        fail("num_workers", "a whole number >= 0, or null")
 
 
 class TrainingInterrupted(CorosegError):
@@ -169,6 +221,7 @@ def train(data_dir: str | Path, out_dir: str | Path, *, model: str = "unet3d_cro
         raise CorosegError(f"batch size, epochs and val-every must be >= 1, found {batch_size}, {epochs}, {val_every}")
     if patch_budget is not None and patch_budget < 1:
         raise CorosegError(f"patch budget must be >= 1, found {patch_budget}")
+    check_options({**DEFAULTS, **overrides})
     run_dir = Path(out_dir)
     info = D.setup(device)
     handler = None
@@ -186,7 +239,7 @@ def train(data_dir: str | Path, out_dir: str | Path, *, model: str = "unet3d_cro
                    early_stop=early_stop, lr=lr, progress=progress, opts={**DEFAULTS, **overrides})
         D.barrier(info)
         return run_dir
-    except CorosegError as exc:
+    except Exception as exc:
         if created and not isinstance(exc, TrainingInterrupted) and not (run_dir / "last.safetensors").exists():
             # the run never reached a checkpoint (e.g. bad data): leave no folder, no stale splits.json
             _close_log(handler)
@@ -355,7 +408,7 @@ def _make_config(spec: dict, spacing, intensity: dict, data_dir: Path, layout: s
                          num_res_units=opts["num_res_units"], norm=opts["norm"], dropout=opts["dropout"])
     locator = None
     if spec["sampler"] == "crop" and opts["locator"]:
-        factor = float(opts.get("locator_spacing_factor") or LOCATOR_SPACING_FACTOR)
+        factor = float(opts["locator_spacing_factor"])
         lsp = opts["locator_spacing"] or [factor * s for s in spacing]
         lspec = {"dims": 3, "in_channels": 1}
         locator = {"spacing": [float(s) for s in lsp], "patch_size": [int(v) for v in opts["locator_patch"]],
