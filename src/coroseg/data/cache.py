@@ -53,11 +53,9 @@ class PreparedCase:
 
     def centerline_index(self, step_mm: float | None = None) -> np.ndarray:
         """Dense centerline points as fractional array indices ``(N, 3)`` (k, j, i) on ``grid``."""
-        if self.graph is None or len(self.graph) == 0:
-            return np.zeros((0, 3))
-        step = step_mm if step_mm is not None else 0.5 * min(self.grid.spacing)
-        pts, _ = self.graph.dense_points(step)
-        return self.grid.world_to_index(pts)
+        from coroseg.prior.attention import centerline_points
+
+        return centerline_points(self.graph, self.grid, step_mm=step_mm)[0]
 
 
 def read_case(case: Case) -> tuple[Volume, Volume]:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from coroseg.data.cache import PreparedCase
+from coroseg.prior.attention import centerline_points  # re-exported: the points attention maps use
 from coroseg.io.volume import Volume
 
 
@@ -194,16 +195,6 @@ class PatchDataset(torch.utils.data.Dataset):
         return {"image": image.contiguous(), "label": label.contiguous()}
 
 
-def centerline_points(graph, grid: Volume, *, step_mm: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Dense centerline points as fractional indices ``(N, 3)`` on ``grid`` and radii ``(N,)`` mm
-    (the sampling :func:`coroseg.prior.attention_channel` uses: half the smallest voxel side)."""
-    if graph is None or len(graph) == 0:
-        return np.zeros((0, 3)), np.zeros(0)
-    step = float(min(grid.spacing)) / 2 if step_mm is None else float(step_mm)
-    pts, rad = graph.dense_points(step)
-    return grid.world_to_index(pts), np.asarray(rad, float)
-
-
 def spurious_points(points_idx: np.ndarray, radii: np.ndarray, spacing: Sequence[float], rng: np.random.Generator,
                     n_curves: int, *, length_mm: tuple[float, float] = (10.0, 40.0), offset_mm: float = 15.0,
                     ) -> tuple[np.ndarray, np.ndarray]:
@@ -262,22 +253,15 @@ def attention_patch(points_idx: np.ndarray, radii: np.ndarray, centre: Sequence[
     """The attention channel on one patch, float32 ``size``.
 
     Equal to :func:`coroseg.prior.attention_channel` on the patch grid, computed from the
-    case's dense centerline points (only those that can reach the patch are used).
+    case's dense centerline points (``attention_from_points`` uses only those that reach it).
     """
     from coroseg.prior import attention_from_points
-    from coroseg.prior.attention import GAUSS_TRUNCATE
 
     size = np.asarray(size, dtype=int)
     start = np.asarray(centre, dtype=int) - size // 2
-    if len(points_idx) == 0:
-        return np.zeros(tuple(size), np.float32)
-    dil = float(cfg.get("dilation_mm", 1.0))
-    reach = GAUSS_TRUNCATE * dil + dil + (float(radii.max()) if len(radii) else 0.0)
-    margin = reach / np.asarray(spacing, float) + 2.0
-    local = points_idx - start
-    keep = np.all((local >= -margin) & (local <= size - 1 + margin), axis=1)
-    return np.asarray(attention_from_points(local[keep], tuple(size), spacing, dilation_mm=dil,
-                                            mode=cfg.get("mode", "gaussian"), radii=radii[keep]), np.float32)
+    return np.asarray(attention_from_points(np.asarray(points_idx, float).reshape(-1, 3) - start, tuple(size),
+                                            spacing, dilation_mm=float(cfg.get("dilation_mm", 1.0)),
+                                            mode=cfg.get("mode", "gaussian"), radii=radii), np.float32)
 
 
 __all__ = ["PatchItem", "item_seed", "crop_centres_for_case", "grid_plan", "crop_plan", "shard", "patch_grid",

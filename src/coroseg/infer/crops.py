@@ -57,8 +57,8 @@ class CropAccumulator:
     """Gaussian-weighted crop predictions on a ``(Z, Y, X)`` grid, blended on demand.
 
     Each crop's ``w * p`` and ``w`` (its part inside the grid) are kept as they are; the
-    blended probability is assembled only over the box asked for. No grid-sized array is
-    ever allocated: a crop model's few dozen crops cover a small part of a scan, and filling
+    blended probability is assembled only over the box asked for (the whole grid only when no
+    box is given): a crop model's few dozen crops cover a small part of a scan, and filling
     volume-sized accumulators costs more than the network on a CPU.
     """
 

@@ -6,13 +6,15 @@
   skeletonised into a :class:`~coroseg.io.centerline.CenterlineGraph`
   (:func:`coroseg.prior.centerline_from_mask`).
 - :func:`run_crops`: stage 2, the crop model on crops centred on clusters of centerline points
-  (:func:`coroseg.prior.crop_centres`), with the attention channel
-  (:func:`coroseg.prior.attention_channel`) built exactly as in training; optionally iterated:
-  the centerline is re-extracted from the stage-2 mask and crops are added where the vessels
-  leave the region covered so far, until nothing new is found.
+  (:func:`crop_starts`, :func:`coroseg.prior.crop_centres`), each crop's input read from a patch
+  source and its attention channel built per crop exactly as in training (:func:`crop_attention`);
+  optionally iterated: the centerline is re-extracted from the stage-2 mask and crops are added
+  where the vessels leave the region covered so far, until nothing new is found or after
+  ``max_iterations`` extra rounds.
 
-All functions take normalised arrays / HU volumes already on an LPS-oriented grid and return
-probabilities; geometry bookkeeping lives in :mod:`coroseg.infer.pipeline`.
+Inputs are normalised arrays (or, for :func:`run_crops`, a patch source such as
+:class:`coroseg.data.preprocess.ModelGridPatches`) and HU volumes on an LPS-oriented grid;
+outputs are probabilities. Geometry bookkeeping lives in :mod:`coroseg.infer.pipeline`.
 """
 
 from __future__ import annotations

@@ -77,12 +77,18 @@ def attention_from_points(
         rad = np.nan_to_num(np.asarray(radii, dtype=float).reshape(-1)[keep], nan=0.0)
         reach = float(rad.max()) + dilation_mm
     elif mode == "gaussian":
-        if dilation_mm == 0:
-            reach = 0.0
-        else:
-            reach = GAUSS_TRUNCATE * dilation_mm
+        reach = GAUSS_TRUNCATE * dilation_mm
     else:
         reach = dilation_mm
+    # points farther than ``reach`` from every voxel of the grid change nothing: drop them
+    # (a patch then costs what its own part of the centerline costs, not the whole tree's)
+    slack = reach / sp + 1.0
+    near = np.all((pts > -slack) & (pts < np.array(shp) - 1 + slack), axis=1)
+    pts = pts[near]
+    if mode == "tube":
+        rad = rad[near]
+    if len(pts) == 0:
+        return out
     vox, d, nearest = _voxels_within(pts, shp, sp, reach)
     if len(vox) == 0:
         return out
@@ -162,13 +168,25 @@ def attention_channel(
     -------
     (Z, Y, X) ndarray of float32 in [0, 1]
     """
-    step = float(min(reference.spacing)) / 2 if step_mm is None else float(step_mm)
     if len(graph) == 0:
         return np.zeros(reference.shape, dtype=np.float32)
-    pts, rad = graph.dense_points(step)
-    idx = reference.world_to_index(pts)
+    idx, rad = centerline_points(graph, reference, step_mm=step_mm)
     return attention_from_points(idx, reference.shape, reference.spacing, dilation_mm=dilation_mm,
                                  mode=mode, radii=rad)
+
+
+def centerline_points(graph: CenterlineGraph | None, grid: Volume, *,
+                      step_mm: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Dense centerline points as fractional indices ``(N, 3)`` on ``grid`` and radii ``(N,)`` mm.
+
+    The sampling every attention map uses: a step of half the smallest voxel side unless
+    ``step_mm`` is given. An empty or missing graph gives no points.
+    """
+    if graph is None or len(graph) == 0:
+        return np.zeros((0, 3)), np.zeros(0)
+    step = float(min(grid.spacing)) / 2 if step_mm is None else float(step_mm)
+    pts, rad = graph.dense_points(step)
+    return grid.world_to_index(pts), np.asarray(rad, float)
 
 
 def add_attention(image_norm: np.ndarray, attention: np.ndarray, *, weight: float = 1.0) -> np.ndarray:
@@ -207,4 +225,5 @@ def stack_attention(image_norm: np.ndarray, attention: np.ndarray) -> np.ndarray
     return np.concatenate([img, np.asarray(attention, dtype=np.float32)[None]], axis=0)
 
 
-__all__ = ["attention_from_points", "attention_channel", "add_attention", "stack_attention", "MODES"]
+__all__ = ["attention_from_points", "attention_channel", "centerline_points", "add_attention", "stack_attention",
+           "MODES"]
