@@ -96,13 +96,13 @@ def classical_baselines(data_dir: str | Path, run_dir: Path) -> list[dict]:
     """Global HU threshold and Frangi vesselness, each thresholded at a value fitted on train cases."""
     from coroseg.eval.baselines import apply_threshold, fit_threshold, frangi_segmentation
     from coroseg.eval.metrics import all_metrics
+    from coroseg.data.cache import read_case
     from coroseg.eval.testing import split_cases
-    from coroseg.io.volume import read_volume
 
     def load(split: str):
         out = []
         for c in split_cases(run_dir, data_dir, split):
-            img, lab = read_volume(c.image), read_volume(c.label, is_label=True)
+            img, lab = read_case(c)  # the same checks (grid, 0/1 values) as training and test
             out.append((c, img, lab.array > 0))
         return out
 

@@ -188,3 +188,22 @@ def test_crop_starts_reach_the_upper_volume_faces():
     config = {"patch_size": [32, 32, 32], "crop": {"method": "kmeans"}, "seed": 0}
     np.testing.assert_array_equal(crop_starts(np.array([[50.0, 50.0, 50.0]]), grid, config), [[32, 32, 32]])
     np.testing.assert_array_equal(crop_starts(np.array([[13.0, 13.0, 13.0]]), grid, config), [[0, 0, 0]])
+
+
+def test_run_grid_zero_attention_equals_stacked_input():
+    """A crop model without prior: the zero channel added per window == the stacked volume input."""
+    from coroseg.infer.stages import model_input, run_grid
+
+    class TwoChannel(torch.nn.Module):  # logits that depend on both input channels
+        def forward(self, x):
+            return torch.cat([x[:, :1] * 0.3, x[:, :1] - 2.0 * x[:, 1:2] + 0.1], 1)
+
+    rng = np.random.default_rng(1)
+    norm = rng.normal(size=(20, 23, 17)).astype(np.float32)
+    config = {"attention": True, "patch_size": [8, 8, 8],
+              "intensity": {"clip": [-100.0, 500.0], "mean": 50.0, "std": 100.0}}
+    chans, cvals = model_input(norm, None, config)
+    ref = sliding_window(chans, vessel_predictor(TwoChannel()), patch_size=(8, 8, 8), overlap=0.25,
+                         mode="gaussian", cval=cvals[0])
+    out = run_grid(norm, TwoChannel(), config, device=torch.device("cpu"))
+    np.testing.assert_allclose(out, ref, atol=1e-6)

@@ -230,6 +230,12 @@ def _damaged_run(d: Path, run: Path, how: str) -> Path:
         (dst / "config.json").write_text(json.dumps(cfg))
     elif how == "config_not_json":
         (dst / "config.json").write_text("{'model': 'unet3d_grid'")
+    elif how == "bad_intensity":
+        import json
+
+        cfg = json.loads((dst / "config.json").read_text())
+        cfg["intensity"] = {"mean": 0.0, "std": 1.0}  # no clip window
+        (dst / "config.json").write_text(json.dumps(cfg))
     return dst
 
 
@@ -239,6 +245,7 @@ BAD_RUNS = {
     "weights_pickle": ("pickle", "model.safetensors", r"pickled PyTorch checkpoint .* only loads \.safetensors"),
     "config_missing_key": ("missing_key", "config.json", r"config lacks key 'intensity'"),
     "config_not_json": ("config_not_json", "config.json", r"cannot read config"),
+    "config_bad_intensity": ("bad_intensity", "config.json", r"config intensity: expected clip=\[lo, hi\], mean and std"),
 }
 
 

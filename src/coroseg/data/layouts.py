@@ -57,17 +57,18 @@ def discover_cases(root: str | Path) -> tuple[str, list[Case]]:
         cases = finder(root)
         if cases:
             return name, sorted(cases, key=lambda c: (SPLITS.index(c.split) if c.split in SPLITS else 9,
-                                                      _natural_key(c.case_id)))
+                                                      natural_key(c.case_id)))
     raise InputError(
         "no cases found; expected a split layout (train/val/test/Normal|Diseased/CTCA...), "
         "ASOCA (Normal|Diseased/CTCA, Annotations), ImageCAS (*.img.nii.gz + *.label.nii.gz) "
         "or nnU-Net raw (imagesTr/, labelsTr/)", root)
 
 
-def _natural_key(s: str) -> tuple:
+def natural_key(s: str) -> tuple:
+    """Sort key putting ``case_2`` before ``case_10`` (digit runs compare as numbers)."""
     import re
 
-    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s))
+    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", s) if t)
 
 
 def _volumes(folder: Path) -> dict[str, Path]:

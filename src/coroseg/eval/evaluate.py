@@ -15,12 +15,12 @@ import csv
 import io
 import logging
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from coroseg.data.layouts import natural_key
 from coroseg.errors import GeometryError, InputError
 from coroseg.eval.metrics import METRICS, all_metrics
 from coroseg.io.atomic import write_text
@@ -99,13 +99,10 @@ def pair_cases(pred_dir: str | Path, gt_dir: str | Path) -> tuple[list[tuple[str
         shown = ", ".join(orphans[:5]) + (f" and {len(orphans) - 5} more" if len(orphans) > 5 else "")
         raise InputError(f"no ground truth for {len(orphans)} prediction(s): {shown}; expected a file "
                          f"with the same case id in {gt_dir}", pred_dir)
-    ids = sorted(preds, key=_natural_key)
-    missing = sorted((c for c in gts if c not in preds), key=_natural_key)
+    ids = sorted(preds, key=natural_key)
+    missing = sorted((c for c in gts if c not in preds), key=natural_key)
     return [(c, preds[c], gts[c]) for c in ids], missing
 
-
-def _natural_key(s: str) -> tuple:
-    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", s) if t)
 
 
 def binary_label(array: np.ndarray, path: Path, *, label_value: int | None = None) -> np.ndarray:

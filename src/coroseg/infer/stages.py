@@ -85,11 +85,19 @@ def run_grid(norm: np.ndarray, model: torch.nn.Module, config: dict, *, device: 
              batch_size: int = 4, overlap: float = OVERLAP) -> np.ndarray:
     """Vessel probability ``(Z, Y, X)`` of a model slid over the whole normalised volume.
 
-    A crop model run this way (no centerline prior) gets an all-zero attention map.
+    A crop model run this way (no centerline prior) gets an all-zero attention map, added to
+    each window as it runs (padding included) rather than stacked as a volume-sized array.
     """
-    chans, cvals = model_input(norm, None, config)
-    return sliding_window(chans, vessel_predictor(model), patch_size=config["patch_size"], overlap=overlap,
-                          batch_size=batch_size, device=device, mode="gaussian", cval=cvals[0])
+    predictor = vessel_predictor(model)
+    if config.get("attention", False):
+        base = predictor
+        add = (config.get("attention_cfg") or {}).get("combine", "stack") == "add"
+
+        def predictor(x: torch.Tensor) -> torch.Tensor:  # the channel model_input would stack
+            return base(torch.cat([x, x if add else torch.zeros_like(x)], 1))
+
+    return sliding_window(norm, predictor, patch_size=config["patch_size"], overlap=overlap,
+                          batch_size=batch_size, device=device, mode="gaussian", cval=pad_value(config["intensity"]))
 
 
 def locate(vol_lps: Volume, locator: torch.nn.Module, loc_cfg: dict, *, device: torch.device,

@@ -316,7 +316,13 @@ def _check_slice_positions(folder: Path, files: tuple[str, ...]) -> None:
             raise InputError(f"cannot read DICOM file {Path(f).name}", folder) from None
         if pos is None:
             return
-        positions.append([float(v) for v in pos.replace(" ", "").split("\\")])
+        try:
+            xyz = [float(v) for v in pos.replace(" ", "").split("\\")]
+        except ValueError:
+            xyz = []
+        if len(xyz) != 3:
+            raise InputError(f"DICOM file {Path(f).name}: unreadable slice position (0020,0032) {pos!r}", folder)
+        positions.append(xyz)
     p = np.array(positions)
     steps = np.linalg.norm(np.diff(p, axis=0), axis=1)
     if len(steps) and steps.min() > 0:

@@ -21,6 +21,7 @@ import json
 import struct
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from coroseg.errors import CorosegError, InputError
@@ -145,7 +146,24 @@ def read_config(run_dir: str | Path) -> dict:
         for key in ("spacing", "patch_size", "network", "intensity", "weights"):
             if key not in loc:
                 raise InputError(f"config lacks key 'locator.{key}'", cfg_path)
+    checks = [("intensity", cfg["intensity"])] + ([("locator.intensity", loc["intensity"])] if loc is not None else [])
+    for where, inten in checks:
+        problem = _intensity_problem(inten)
+        if problem:
+            raise InputError(f"config {where}: {problem}", cfg_path)
     return cfg
+
+
+def _intensity_problem(inten) -> str | None:
+    """Why ``inten`` is not ``{"clip": [lo, hi], "mean": m, "std": s > 0}`` (finite numbers), else None."""
+    try:
+        lo, hi = (float(v) for v in inten["clip"])
+        mean, std = float(inten["mean"]), float(inten["std"])
+    except (KeyError, TypeError, ValueError):
+        return f"expected clip=[lo, hi], mean and std, found {inten!r}"
+    if not all(np.isfinite([lo, hi, mean, std])) or hi < lo or std <= 0:
+        return f"expected finite clip lo <= hi and std > 0, found clip=[{lo:g}, {hi:g}], std={std:g}"
+    return None
 
 
 @dataclasses.dataclass

@@ -28,7 +28,6 @@ import html
 import json
 import logging
 import math
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -36,6 +35,7 @@ from typing import NamedTuple
 import numpy as np
 
 from coroseg import __version__
+from coroseg.data.layouts import natural_key
 from coroseg.errors import CorosegError, InputError
 from coroseg.io.atomic import write_text
 from coroseg.io.volume import strip_extension, volume_extension
@@ -126,14 +126,11 @@ def find_case_triplets(test_dir: str | Path, data_dir: str | Path | None = None)
         _, found = discover_cases(data_dir)
         cases = {c.case_id: c for c in found}
     out = []
-    for cid in sorted(preds, key=_natural_key):
+    for cid in sorted(preds, key=natural_key):
         c = cases.get(cid)
         out.append(CaseFiles(cid, c.image if c else None, preds[cid][1], c.label if c else None))
     return out
 
-
-def _natural_key(s: str) -> tuple:
-    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", s) if t)
 
 
 # ---------------------------------------------------------------------------------------------
