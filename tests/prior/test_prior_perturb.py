@@ -91,3 +91,21 @@ def test_overlap_identity_shift_and_half():
     assert half["recall"] == pytest.approx(45 / 121)
     empty = centerline_overlap(CenterlineGraph(), g)
     assert empty["recall"] == 0.0 and empty["n_ours"] == 0
+
+
+def test_gap_on_a_branch_between_two_junctions_lands_on_that_branch():
+    """A gap recorded for the branch 20 -> 40 (both ends junctions) cuts that branch, not the trunk."""
+    from coroseg.prior import Perturbation
+
+    trunk = np.c_[np.zeros(21), np.zeros(21), np.arange(21.0)]                      # nodes 0..20
+    mid = trunk[-1] + np.c_[np.arange(1, 21.0), np.zeros(20), np.zeros(20)]         # 21..40
+    side = trunk[-1] + np.c_[-np.arange(1, 11.0), np.zeros(10), np.zeros(10)]       # 41..50 (leaf)
+    up = mid[-1] + np.c_[np.zeros(10), np.arange(1, 11.0), np.zeros(10)]            # 51..60 (leaf)
+    down = mid[-1] + np.c_[np.zeros(10), -np.arange(1, 11.0), np.zeros(10)]         # 61..70 (leaf)
+    pts = np.concatenate([trunk, mid, side, up, down])
+    edges = [(i, i + 1) for i in range(40)] + [(20, 41)] + [(i, i + 1) for i in range(41, 50)]
+    edges += [(40, 51)] + [(i, i + 1) for i in range(51, 60)] + [(40, 61)] + [(i, i + 1) for i in range(61, 70)]
+    g = CenterlineGraph.from_points(pts, np.ones(len(pts)), edges, ostia=[0])
+    out = apply_perturbation(g, Perturbation(gaps=[(20, 21, 0.5, 4.0)]))
+    removed = sorted(set(g.nodes) - set(out.nodes))
+    assert removed == [28, 29, 30, 31, 32]  # 4 mm around the middle (10 mm) of the 20 mm branch

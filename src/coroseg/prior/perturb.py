@@ -26,8 +26,9 @@ class Perturbation:
         End node ids whose whole terminal branch is removed.
     truncate : dict of int -> float
         End node id -> length (mm) cut from that end (never past its branch's start).
-    gaps : list of (int, float, float)
-        ``(branch end node, position fraction along the branch, gap length mm)`` holes.
+    gaps : list of (int, int, float, float)
+        ``(branch end node, its neighbour on the branch, position fraction along the branch,
+        gap length mm)`` holes; the neighbour says which branch when the end is a junction.
     jitter : dict of int -> list of 3 float
         Node id -> displacement (mm, LPS), smooth along the tree.
     """
@@ -87,8 +88,8 @@ def sample_perturbation(
     all_branches = sorted(graph.branches(), key=lambda p: (min(p[0], p[-1]), max(p[0], p[-1])))
     for path in all_branches:
         if rng.random() < gap_p:
-            gaps.append((int(path[-1] if g.degree(path[-1]) == 1 else path[0]), float(rng.uniform(0.2, 0.8)),
-                         float(rng.uniform(*gap_mm))))
+            end, first = (path[-1], path[-2]) if g.degree(path[-1]) == 1 else (path[0], path[1])
+            gaps.append((int(end), int(first), float(rng.uniform(0.2, 0.8)), float(rng.uniform(*gap_mm))))
     nodes = sorted(g.nodes)
     jitter: dict[int, list[float]] = {}
     if jitter_mm > 0 and nodes:
@@ -127,10 +128,10 @@ def apply_perturbation(graph: CenterlineGraph, p: Perturbation) -> CenterlineGra
             if acc > mm:
                 break
             g.remove_node(a)
-    for end, frac, mm in p.gaps:
-        if not g.has_node(end):
+    for end, first, frac, mm in p.gaps:
+        if not g.has_edge(end, first):  # that branch was dropped or truncated away
             continue
-        path = _path_from(g, end, ostia)
+        path = _path_from(g, end, ostia, first=first)
         if len(path) < 4:
             continue
         cum = np.concatenate([[0.0], np.cumsum([np.linalg.norm(g.nodes[a]["pos"] - g.nodes[b]["pos"])
@@ -152,8 +153,14 @@ def apply_perturbation(graph: CenterlineGraph, p: Perturbation) -> CenterlineGra
     return out
 
 
-def _path_from(g: nx.Graph, start: int, ostia: set[int]) -> list[int]:
+def _path_from(g: nx.Graph, start: int, ostia: set[int], *, first: int | None = None) -> list[int]:
+    """Nodes from ``start`` (through ``first`` when given) along degree-2 nodes to the next key node."""
     path, prev, cur = [start], None, start
+    if first is not None:
+        path.append(first)
+        prev, cur = start, first
+        if g.degree(cur) != 2 or cur in ostia:
+            return path
     while True:
         nbs = [m for m in g.neighbors(cur) if m != prev]
         if not nbs:
