@@ -80,3 +80,17 @@ def test_add_attention_keeps_image_channel_untouched():
     np.testing.assert_array_equal(y[1], att)
     with pytest.raises(ValueError, match="does not match attention shape"):
         add_attention(img, att[:2], weight=1.0)
+
+
+def test_tube_mode_is_the_union_of_every_points_tube():
+    """A thin branch leaving a thick vessel does not notch the thick lumen (brute-force answer)."""
+    parent = np.c_[np.full(31, 10.0), np.full(31, 10.0), np.arange(5.0, 36.0)]
+    branch = np.c_[np.full(15, 10.0), np.arange(10.0, 25.0), np.full(15, 20.0)]
+    pts = np.concatenate([parent, branch])
+    radii = np.concatenate([np.full(len(parent), 3.0), np.full(len(branch), 0.5)])
+    att = attention_from_points(pts, (20, 28, 40), (1.0, 1.0, 1.0), dilation_mm=0.0, mode="tube", radii=radii)
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in (20, 28, 40)], indexing="ij"), -1).reshape(-1, 3)
+    dist = np.linalg.norm(grid[:, None, :] - pts[None], axis=2)
+    expected = (dist <= radii[None]).any(1).reshape(20, 28, 40)
+    np.testing.assert_array_equal(att > 0, expected)
+    assert att[10, 12, 21] == 1.0  # 2 mm from the thick axis, nearer the thin one

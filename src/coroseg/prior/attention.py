@@ -100,8 +100,13 @@ def attention_from_points(
             val[d > reach] = 0.0
     elif mode == "binary":
         val = (d <= dilation_mm).astype(np.float32)
-    else:
-        val = (d <= rad[nearest] + dilation_mm).astype(np.float32)
+    else:  # inside ANY point's tube, not only the nearest point's (a thin branch leaving a thick
+        # vessel is nearer to many voxels of the thick lumen than the thick axis is)
+        pairs = cKDTree(vox * sp).sparse_distance_matrix(cKDTree(pts * sp), reach, output_type="ndarray")
+        hit = pairs["i"][pairs["v"] <= rad[pairs["j"]] + dilation_mm]
+        val = np.zeros(len(vox), np.float32)
+        val[hit] = 1.0
+        val[d <= rad[nearest] + dilation_mm] = 1.0  # zero-distance pairs (a point on a centre)
     out[tuple(vox.T)] = val
     if mode == "binary":  # a thin dilation must never lose the line itself
         seeds = np.rint(pts).astype(np.int64)
