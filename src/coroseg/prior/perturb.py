@@ -73,7 +73,26 @@ def sample_perturbation(
     gap_mm: tuple[float, float] = (1.0, 4.0),
     smooth_iters: int = 5,
 ) -> Perturbation:
-    """Draw the random choices of :func:`perturb_centerline` (same parameters)."""
+    """Draw every random choice of a degradation (:func:`perturb_centerline` = this + apply).
+
+    Parameters
+    ----------
+    graph : CenterlineGraph
+        Not modified.
+    rng : numpy.random.Generator
+        Source of every random choice (same seed -> same result).
+    drop_branch_p : float
+        Probability of removing each terminal (leaf) branch up to its junction.
+    jitter_mm : float, mm
+        Standard deviation of a smooth displacement of every point.
+    truncate_mm : (float, float), mm
+        Each remaining end is shortened by a length drawn uniformly in this range (never past
+        its junction).
+    gap_p : float
+        Probability per branch of cutting a hole of ``gap_mm`` (uniform range) in it.
+    smooth_iters : int
+        Rounds of neighbour averaging that make the jitter a smooth wobble.
+    """
     g = graph.graph
     branches = _terminal_branches(graph)
     ends = sorted(branches)
@@ -171,42 +190,18 @@ def _path_from(g: nx.Graph, start: int, ostia: set[int], *, first: int | None = 
             return path
 
 
-def perturb_centerline(
-    graph: CenterlineGraph,
-    rng: np.random.Generator,
-    *,
-    drop_branch_p: float = 0.15,
-    jitter_mm: float = 0.5,
-    truncate_mm: tuple[float, float] = (0.0, 10.0),
-    gap_p: float = 0.1,
-    gap_mm: tuple[float, float] = (1.0, 4.0),
-) -> CenterlineGraph:
+def perturb_centerline(graph: CenterlineGraph, rng: np.random.Generator, **params) -> CenterlineGraph:
     """Degrade a (ground-truth) centerline like an automatic one would be.
 
-    Parameters
-    ----------
-    graph : CenterlineGraph
-        Not modified.
-    rng : numpy.random.Generator
-        Source of every random choice (same seed -> same result).
-    drop_branch_p : float
-        Probability of removing each terminal (leaf) branch up to its junction.
-    jitter_mm : float, mm
-        Standard deviation of a smooth displacement of every point.
-    truncate_mm : (float, float), mm
-        Each remaining end is shortened by a length drawn uniformly in this range (never past
-        its junction).
-    gap_p : float
-        Probability per branch of cutting a hole of ``gap_mm`` (uniform range) in it.
+    ``params`` are those of :func:`sample_perturbation` (branch drops, truncation, gaps,
+    smooth jitter); the drawn choices are applied by :func:`apply_perturbation`.
 
     Returns
     -------
     CenterlineGraph
-        A new graph; ostia kept, topology recomputed.
+        A new graph (``graph`` is not modified); ostia kept, topology recomputed.
     """
-    p = sample_perturbation(graph, rng, drop_branch_p=drop_branch_p, jitter_mm=jitter_mm,
-                            truncate_mm=truncate_mm, gap_p=gap_p, gap_mm=gap_mm)
-    return apply_perturbation(graph, p)
+    return apply_perturbation(graph, sample_perturbation(graph, rng, **params))
 
 
 def centerline_overlap(

@@ -140,6 +140,14 @@ def check_options(opts: dict) -> None:
             fail(key, "a whole number >= 1, or null")
     if opts["num_workers"] is not None and not number(opts["num_workers"], 0, integer=True):
         fail("num_workers", "a whole number >= 0, or null")
+    if opts["perturb_kwargs"] is not None:
+        import inspect
+
+        from coroseg.prior.perturb import sample_perturbation
+
+        known = list(inspect.signature(sample_perturbation).parameters)[2:]
+        if not isinstance(opts["perturb_kwargs"], dict) or set(opts["perturb_kwargs"]) - set(known):
+            fail("perturb_kwargs", "null or an object with keys among " + ", ".join(known))
 
 
 class TrainingInterrupted(CorosegError):
