@@ -39,14 +39,16 @@ def test_coarse_label_keeps_a_thin_line_connected_where_nearest_neighbour_loses_
 def test_model_spacing_option():
     from coroseg.train.trainer import _model_spacing
 
-    assert _model_spacing(None, (1.0, 0.8, 0.8), []) == (1.0, 0.8, 0.8)
-    assert _model_spacing("median", (1.0, 0.8, 0.8), []) == (1.0, 0.8, 0.8)
-    assert _model_spacing(0.7, (1.0, 0.8, 0.8), []) == (0.7, 0.7, 0.7)
-    assert _model_spacing([0.6, 0.5, 0.5], (1.0, 0.8, 0.8), []) == (0.6, 0.5, 0.5)
+    cases = [(1.0, 0.8, 0.8), (1.2, 0.7, 0.9), (0.9, 0.85, 0.75)]  # median (1.0, 0.8, 0.8)
+    assert _model_spacing(None, cases) == (1.0, 0.8, 0.8)
+    assert _model_spacing("median", cases) == (1.0, 0.8, 0.8)
+    assert _model_spacing("min", cases) == (0.9, 0.7, 0.75)
+    assert _model_spacing(0.7, cases) == (0.7, 0.7, 0.7)
+    assert _model_spacing([0.6, 0.5, 0.5], cases) == (0.6, 0.5, 0.5)
     with pytest.raises(CorosegError, match="spacing must be"):
-        _model_spacing("coarse", (1.0, 0.8, 0.8), [])
+        _model_spacing("coarse", cases)
     with pytest.raises(CorosegError, match="spacing must be"):
-        _model_spacing([0.5, -1.0, 0.5], (1.0, 0.8, 0.8), [])
+        _model_spacing([0.5, -1.0, 0.5], cases)
 
 
 def _fuse_reference(clusters, size, spacing, max_dist):

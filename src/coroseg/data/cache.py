@@ -14,7 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from coroseg.data.layouts import Case
-from coroseg.data.preprocess import intensity_stats, normalise, target_spacing, to_model_grid
+from coroseg.data.preprocess import (intensity_from_samples, intensity_samples, normalise, target_spacing,
+                                     to_model_grid)
 from coroseg.errors import GeometryError, InputError
 from coroseg.io.centerline import CenterlineGraph
 from coroseg.io.volume import Volume, grid_mismatch, read_volume, resample_to_grid
@@ -88,18 +89,27 @@ def load_centerline(case: Case, label: Volume) -> tuple[CenterlineGraph, str]:
 
 
 def training_statistics(cases: Sequence[Case], *, seed: int = 0) -> tuple[tuple[float, float, float], dict]:
-    """``(spacing, intensity)`` from the TRAINING cases: median spacing and HU statistics.
+    """``(spacing, intensity)`` from the TRAINING cases: median spacing and HU statistics."""
+    spacings, intensity = case_statistics(cases, seed=seed)
+    return target_spacing(spacings), intensity
 
-    The intensity statistics are computed at each case's native spacing (resampling does
-    not change the HU distribution materially and this avoids a second pass).
+
+def case_statistics(cases: Sequence[Case], *, seed: int = 0) -> tuple[list[tuple[float, float, float]], dict]:
+    """Each case's native spacing and the HU statistics of :func:`intensity_stats`.
+
+    Cases are read one at a time and only their samples kept (not every volume at once). The
+    intensity statistics are computed at each case's native spacing (resampling does not
+    change the HU distribution materially and this avoids a second pass).
     """
-    spacings, images, labels = [], [], []
+    if not cases:
+        raise ValueError("need at least one case")
+    rng = np.random.default_rng(seed)
+    spacings, samples = [], []
     for c in cases:
         img, lab = read_case(c)
-        spacings.append(img.spacing)
-        images.append(img.array)
-        labels.append(lab.array)
-    return target_spacing(spacings), intensity_stats(images, labels, seed=seed)
+        spacings.append(tuple(img.spacing))
+        samples.append(intensity_samples(img.array, lab.array, rng))
+    return spacings, intensity_from_samples(samples)
 
 
 def coarse_label(label: Volume, image: Volume, *, coverage: float = COVERAGE_THRESHOLD) -> np.ndarray:
@@ -175,5 +185,5 @@ def prepare_cases(cases: Sequence[Case], spacing: Sequence[float], intensity: di
     return out
 
 
-__all__ = ["PreparedCase", "read_case", "load_centerline", "training_statistics", "prepare_case", "prepare_cases", "coarse_label",
+__all__ = ["PreparedCase", "read_case", "load_centerline", "training_statistics", "case_statistics", "prepare_case", "prepare_cases", "coarse_label",
            "COVERAGE_THRESHOLD"]

@@ -49,25 +49,34 @@ def intensity_stats(images: Sequence[np.ndarray], labels: Sequence[np.ndarray], 
     """
     if len(images) == 0 or len(images) != len(labels):
         raise ValueError(f"need the same non-zero number of images and labels, got {len(images)} and {len(labels)}")
+    rng = np.random.default_rng(seed)
+    return intensity_from_samples([intensity_samples(img, lab, rng, dilation=dilation)
+                                   for img, lab in zip(images, labels)])
+
+
+def intensity_samples(image: np.ndarray, label: np.ndarray, rng: np.random.Generator, *,
+                      dilation: int = FOREGROUND_DILATION) -> np.ndarray:
+    """One case's share of :func:`intensity_stats`: at most ``SAMPLES_PER_CASE`` HU values (float64)
+    from the dilated vessel mask (all voxels when it is empty), drawn with ``rng``."""
     from scipy import ndimage
 
-    rng = np.random.default_rng(seed)
-    samples = []
-    for img, lab in zip(images, labels):
-        img = np.asarray(img)
-        lab = np.asarray(lab)
-        if img.shape != lab.shape:
-            raise ValueError(f"label shape {lab.shape} does not match image shape {img.shape}")
-        mask = lab > 0
-        if mask.any():
-            if dilation > 0:
-                mask = ndimage.binary_dilation(mask, structure=np.ones((3, 3, 3), bool), iterations=dilation)
-            vals = img[mask]
-        else:
-            vals = img.ravel()
-        if vals.size > SAMPLES_PER_CASE:
-            vals = vals[rng.choice(vals.size, SAMPLES_PER_CASE, replace=False)]
-        samples.append(vals.astype(np.float64))
+    img, lab = np.asarray(image), np.asarray(label)
+    if img.shape != lab.shape:
+        raise ValueError(f"label shape {lab.shape} does not match image shape {img.shape}")
+    mask = lab > 0
+    if mask.any():
+        if dilation > 0:
+            mask = ndimage.binary_dilation(mask, structure=np.ones((3, 3, 3), bool), iterations=dilation)
+        vals = img[mask]
+    else:
+        vals = img.ravel()
+    if vals.size > SAMPLES_PER_CASE:
+        vals = vals[rng.choice(vals.size, SAMPLES_PER_CASE, replace=False)]
+    return vals.astype(np.float64)
+
+
+def intensity_from_samples(samples: Sequence[np.ndarray]) -> dict:
+    """The clip window and standardisation constants from the cases' samples (see :func:`intensity_stats`)."""
     allv = np.concatenate(samples)
     lo, hi = np.percentile(allv, [0.5, 99.5])
     clipped = np.clip(allv, lo, hi)
@@ -177,4 +186,5 @@ class ModelGridPatches:
         return normalise(arr, self.intensity, out=arr if arr.dtype == np.float32 else None)
 
 
-__all__ = ["intensity_stats", "normalise", "target_spacing", "to_model_grid", "ModelGridPatches"]
+__all__ = ["intensity_stats", "intensity_samples", "intensity_from_samples", "normalise", "target_spacing",
+           "to_model_grid", "ModelGridPatches"]

@@ -32,7 +32,8 @@ import torch
 
 import coroseg
 from coroseg.data.augment import build_augmentation
-from coroseg.data.cache import PreparedCase, prepare_cases, training_statistics
+from coroseg.data.cache import PreparedCase, case_statistics, prepare_cases
+from coroseg.data.preprocess import target_spacing
 from coroseg.data.layouts import Case, discover_cases, load_dataset
 from coroseg.data.sampling import PatchDataset, PatchItem, crop_centres_for_case, crop_plan, grid_plan, shard
 from coroseg.errors import CorosegError
@@ -355,8 +356,8 @@ def _train(data_dir: Path, run_dir: Path, info: D.DistInfo, interrupted: list, *
     if opts["patch_size"] is not None:
         spec["patch_size"] = [int(v) for v in opts["patch_size"]]
     if state is None:
-        spacing, intensity = training_statistics(train_cases, seed=seed)
-        spacing = _model_spacing(opts["spacing"], spacing, train_cases)
+        spacings, intensity = case_statistics(train_cases, seed=seed)
+        spacing = _model_spacing(opts["spacing"], spacings)
         config = _make_config(spec, spacing, intensity, data_dir, layout, seed, epochs, batch_size, lr,
                               patch_budget, info, opts)
         if info.is_main:
@@ -386,7 +387,7 @@ def _train(data_dir: Path, run_dir: Path, info: D.DistInfo, interrupted: list, *
         log.info("done: run folder %s", run_dir)
 
 
-def _model_spacing(choice, median: Sequence[float], train_cases: Sequence[Case]) -> tuple[float, float, float]:
+def _model_spacing(choice, spacings: Sequence[Sequence[float]]) -> tuple[float, float, float]:
     """The model spacing (array order, mm) for the ``spacing`` option.
 
     ``None``/``"median"``: the training cases' median (nnU-Net's choice). ``"min"``: the finest
@@ -395,12 +396,9 @@ def _model_spacing(choice, median: Sequence[float], train_cases: Sequence[Case])
     loses several Dice points. A number or ``[z, y, x]``: that spacing.
     """
     if choice is None or choice == "median":
-        return tuple(float(v) for v in median)
+        return target_spacing(spacings)
     if choice == "min":
-        from coroseg.io.volume import read_volume
-
-        sp = np.array([read_volume(c.image).spacing for c in train_cases], float)
-        return tuple(float(round(v, 6)) for v in sp.min(0))
+        return tuple(float(round(v, 6)) for v in np.asarray(spacings, float).min(0))
     try:
         vals = [float(choice)] * 3 if np.isscalar(choice) else [float(v) for v in choice]
     except (TypeError, ValueError):
