@@ -151,16 +151,15 @@ def prepare_case(case: Case, spacing: Sequence[float], intensity: dict, *, cente
     graph, source = (None, "none")
     if centerline:
         graph, source = load_centerline(case, label)
-    native_label = label
+    native = image
     image = to_model_grid(image, spacing)
-    if label_mode == "coverage" and image is not native_label and image.shape != native_label.shape:
-        lab = coarse_label(native_label, image)
-        return PreparedCase(case.case_id, normalise(image.array, intensity), lab,
-                            image.with_array(lab, is_label=True), graph, source)
-    label = to_model_grid(label, spacing)
-    if label.shape != image.shape:  # rounding of the resampled extent: put the label on the image grid
-        label = resample_to_grid(label, image)
-    lab = (label.array > 0).astype(np.uint8)
+    if image is native:  # already at the model spacing (read_case put the label on its grid)
+        lab = label.array
+    elif label_mode == "coverage" and image.shape != label.shape:
+        lab = coarse_label(label, image)
+    else:  # nearest neighbour straight onto the resampled image's grid (one resample)
+        lab = resample_to_grid(label, image).array
+    lab = (np.asarray(lab) > 0).astype(np.uint8)
     return PreparedCase(case.case_id, normalise(image.array, intensity), lab, image.with_array(lab, is_label=True),
                         graph, source)
 
