@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from coroseg.device import resolve_device
 from coroseg.errors import CorosegError, InputError
 from coroseg.infer.postprocess import PostprocessOptions, postprocess
 from coroseg.infer.stages import MAX_VESSEL_FRACTION, StageInfo, locate, run_crops, run_grid
@@ -58,20 +59,6 @@ class Prediction(NamedTuple):
     graph: CenterlineGraph | None
     timings: dict
     info: dict
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; ``"cuda"`` without a GPU is an error."""
-    if isinstance(device, torch.device):
-        return device
-    d = str(device).lower()
-    if d == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if d.startswith("cuda") and not torch.cuda.is_available():
-        raise CorosegError(f"device {device!r} requested but no CUDA GPU is available; use --device cpu")
-    if d not in ("cpu",) and not d.startswith("cuda"):
-        raise CorosegError(f"device must be auto, cpu or cuda, not {device!r}")
-    return torch.device(d)
 
 
 def load(run: Any, device: torch.device):

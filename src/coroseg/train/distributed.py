@@ -15,7 +15,7 @@ import os
 import torch
 import torch.distributed as dist
 
-from coroseg.errors import CorosegError
+from coroseg.device import resolve_device
 
 
 @dataclasses.dataclass
@@ -29,20 +29,6 @@ class DistInfo:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-
-def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """``"auto"`` -> CUDA when available else CPU; ``"cuda"`` without a GPU is an error."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise CorosegError("--device cuda was asked for but no CUDA GPU is available (use --device cpu or auto)")
-        if device == "cuda":
-            device = f"cuda:{local_rank}"
-    elif device != "cpu":
-        raise CorosegError(f"unknown device {device!r}; expected auto, cpu or cuda")
-    return torch.device(device)
 
 
 def setup(device: str = "auto") -> DistInfo:
