@@ -306,30 +306,19 @@ def case(cid, build, problem, *, marks=()):
     CASES.append(pytest.param(build, problem, id=cid, marks=list(marks)))
 
 
-# info and predict on every bad volume
-for _name, (_b, _msg) in BAD_VOLUMES.items():
-    def _info(d, run, b=_b):
-        p = b(d)
-        return Spec(["info", p], p.name)
+# info and predict on every bad volume (DICOM ones need the real series)
+for _bad, _marks in ((BAD_VOLUMES, []), (BAD_DICOM, [needs_dicom])):
+    for _name, (_b, _msg) in _bad.items():
+        def _info(d, run, b=_b):
+            p = b(d)
+            return Spec(["info", p], p.name)
 
-    def _pred(d, run, b=_b):
-        p = b(d)
-        return Spec(_predict(run, p, d / "out"), p.name, [d / "out"])
+        def _pred(d, run, b=_b):
+            p = b(d)
+            return Spec(_predict(run, p, d / "out"), p.name, [d / "out"])
 
-    case(f"info-{_name}", _info, _msg)
-    case(f"predict-{_name}", _pred, _msg)
-
-for _name, (_b, _msg) in BAD_DICOM.items():
-    def _info(d, run, b=_b):
-        p = b(d)
-        return Spec(["info", p], p.name)
-
-    def _pred(d, run, b=_b):
-        p = b(d)
-        return Spec(_predict(run, p, d / "out"), p.name, [d / "out"])
-
-    case(f"info-{_name}", _info, _msg, marks=[needs_dicom])
-    case(f"predict-{_name}", _pred, _msg, marks=[needs_dicom])
+        case(f"info-{_name}", _info, _msg, marks=_marks)
+        case(f"predict-{_name}", _pred, _msg, marks=_marks)
 
 for _name, (_b, _msg) in BAD_CENTERLINES.items():
     def _pred(d, run, b=_b):
