@@ -55,11 +55,12 @@ def synth(
     preset: str = typer.Option("small", "--preset", help="small (~0.9 mm, <=160^3) or asoca (512x512, 0.33-0.45 mm)."),
     anatomy: Optional[Path] = typer.Option(None, "--anatomy", **EXISTING, help="ASOCA-style Annotations/ + Centerlines/ to render CT around."),
     seed: int = typer.Option(0, "--seed", help="Seed; the same seed gives identical files."),
+    shift: bool = typer.Option(False, "--shift", help="Appearance outside the training ranges (a generalisation test set)."),
 ) -> None:
     """Synthesize realistic phantom CTCA with exact coronary labels and centerlines."""
     from coroseg.synth import synth_dataset
 
-    synth_dataset(out, cases, preset=preset, anatomy_dir=anatomy, seed=seed)
+    synth_dataset(out, cases, preset=preset, anatomy_dir=anatomy, seed=seed, shift=shift)
     typer.echo(f"dataset: {out}")
 
 

@@ -50,9 +50,17 @@ def split_plan(n_cases: int) -> list[tuple[str, str]]:
     return [(s, "Normal" if i % 2 == 0 else "Diseased") for i, s in enumerate(splits)]
 
 
-def case_params(i: int, *, seed: int, preset: str, group: str, anatomy_case: str | None = None) -> CaseParams:
+def case_params(i: int, *, seed: int, preset: str, group: str, anatomy_case: str | None = None,
+                shift: bool = False) -> CaseParams:
+    """Case ``i``'s parameters; ``shift`` redraws its appearance outside the training ranges
+    (:func:`coroseg.synth.shift.shift_appearance`, from its own generator ``[seed, i, 1]``)."""
     rng = np.random.default_rng([seed, i])
-    return sample_case_params(rng, preset, group == "Diseased", case_id=f"synth_{i:04d}", anatomy_case=anatomy_case)
+    params = sample_case_params(rng, preset, group == "Diseased", case_id=f"synth_{i:04d}", anatomy_case=anatomy_case)
+    if shift:
+        from coroseg.synth.shift import shift_appearance
+
+        params = shift_appearance(params, np.random.default_rng([seed, i, 1]))
+    return params
 
 
 def write_case(ph: Phantom, base: Path, case_id: str, written: list[Path] | None = None) -> dict[str, str]:
@@ -85,7 +93,7 @@ def _remove(files: list[Path], root: Path) -> None:
 
 
 def synth_dataset(out_dir: str | Path, n_cases: int, *, preset: str = "small", anatomy_dir: str | Path | None = None,
-                  seed: int = 0, progress: bool = True) -> dict:
+                  seed: int = 0, shift: bool = False, progress: bool = True) -> dict:
     """Generate ``n_cases`` phantom cases under ``out_dir`` and write ``manifest.json``.
 
     Parameters
@@ -103,6 +111,9 @@ def synth_dataset(out_dir: str | Path, n_cases: int, *, preset: str = "small", a
         renders CT around a real tree (cycled in file-name order) instead of a procedural one.
     seed : int
         Same seed -> byte-identical files.
+    shift : bool
+        Appearance outside the training ranges (:mod:`coroseg.synth.shift`): a test set for
+        generalisation, never training data.
     progress : bool
         Show a tqdm progress bar over cases.
 
@@ -141,7 +152,7 @@ def synth_dataset(out_dir: str | Path, n_cases: int, *, preset: str = "small", a
             split, group = plan[i]
             anat = real[i % len(real)] if real else None
             params = case_params(i, seed=seed, preset=preset, group=group,
-                                 anatomy_case=None if anat is None else anat.stem)
+                                 anatomy_case=None if anat is None else anat.stem, shift=shift)
             if anat is not None:
                 from coroseg.synth.realtree import render_anatomy_case
 
@@ -161,6 +172,7 @@ def synth_dataset(out_dir: str | Path, n_cases: int, *, preset: str = "small", a
     manifest = {"generator": "coroseg.synth", "generator_version": GENERATOR_VERSION, "seed": int(seed),
                 "preset": preset, "n_cases": int(n_cases),
                 "anatomy_dir": None if anatomy_dir is None else str(anatomy_dir),
+                "appearance": "shifted (coroseg.synth.shift)" if shift else "training ranges",
                 "split_rule": "case i: Normal if i even else Diseased; first 60% train, next 20% val, rest test "
                               "(>=1 val and >=1 test from 3 cases); params from default_rng([seed, i])",
                 "cases": cases}

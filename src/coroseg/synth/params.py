@@ -160,6 +160,7 @@ class ImageParams:
     streak_hu: float  # streak amplitude from dense contrast in the SVC
     noise_seed: int
     texture_seed: int
+    hu_offset: float = 0.0  # added to every voxel (scanner calibration); 0 in the training draw
 
 
 @dataclass

@@ -237,7 +237,7 @@ def paint_tubes(canvas: Canvas, groups: list[Tubes], fat_hu: float, lumen_sid: i
 
 
 def form_image(img: np.ndarray, spacing, params: CaseParams) -> np.ndarray:
-    """PSF blur, motion blur, correlated noise; int16 HU clipped to [-1024, 3071]."""
+    """PSF blur, motion blur, correlated noise, HU offset; int16 HU clipped to [-1024, 3071]."""
     ip = params.image
     sp = np.asarray(spacing)
     out = ndimage.gaussian_filter(img, ip.psf_sigma_mm / sp, output=np.float32, mode="nearest", truncate=3.0)
@@ -252,5 +252,7 @@ def form_image(img: np.ndarray, spacing, params: CaseParams) -> np.ndarray:
     noise *= np.float32(ip.noise_sigma_hu / max(float(noise[::4, ::4, ::4].std()), 1e-6))
     out += noise
     del noise
+    if ip.hu_offset:
+        out += np.float32(ip.hu_offset)
     np.clip(out, -1024, 3071, out=out)
     return np.rint(out).astype(np.int16)
