@@ -21,17 +21,18 @@ import numpy as np
 
 from coroseg.synth.params import CaseParams
 
-#: every shifted parameter and its range(s); a list of two ranges means one of them, 50/50.
+#: every shifted parameter and its range(s); a list of two ranges means one of them, 50/50
+#: (aorta and myocardium take the same branch: a weak bolus enhances both less).
 #: Training ranges (params.py) for comparison: aorta 180-700 HU, noise 10-60 HU, noise
 #: correlation 0.3-0.9 mm, PSF 0.25-0.75 mm, myocardium 80-160 HU, vein <= 0.95 x aorta,
 #: distal fall-off 0-0.4, no HU offset.
 SHIFT_RANGES: dict[str, list[tuple[float, float]]] = {
-    "aorta": [(140.0, 172.0), (730.0, 900.0)],
+    "aorta": [(150.0, 176.0), (730.0, 900.0)],
     "noise_sigma_hu": [(62.0, 80.0)],
     "noise_corr_mm": [(1.0, 1.4)],
     "psf_sigma_mm": [(0.8, 1.0)],
     "hu_offset": [(-90.0, -45.0), (45.0, 90.0)],
-    "myocardium": [(165.0, 210.0)],
+    "myocardium": [(40.0, 75.0), (165.0, 210.0)],  # low with a dim lumen, high with a bright one
     "distal_falloff": [(0.42, 0.55)],
 }
 #: not outside the training draw (which already has veins up to 1.5x a dim aorta) but harder:
@@ -39,9 +40,11 @@ SHIFT_RANGES: dict[str, list[tuple[float, float]]] = {
 VEIN_FRACTION = (0.97, 1.05)
 
 
-def _draw(rng: np.random.Generator, key: str) -> float:
+def _draw(rng: np.random.Generator, key: str, branch: int | None = None) -> float:
     ranges = SHIFT_RANGES[key]
-    lo, hi = ranges[int(rng.integers(len(ranges)))] if len(ranges) > 1 else ranges[0]
+    if branch is None:
+        branch = int(rng.integers(len(ranges))) if len(ranges) > 1 else 0
+    lo, hi = ranges[branch]
     return float(round(rng.uniform(lo, hi), 4))
 
 
@@ -54,10 +57,11 @@ def shift_appearance(params: CaseParams, rng: np.random.Generator) -> CaseParams
     p = copy.deepcopy(params)
     ct, im = p.contrast, p.image
     old = max(ct.aorta, 1.0)
-    ct.aorta = _draw(rng, "aorta")
+    bolus = int(rng.integers(2))  # 0: weak, 1: strong enhancement
+    ct.aorta = _draw(rng, "aorta", bolus)
     ct.right_heart = float(round(ct.right_heart / old * ct.aorta, 4))
     ct.lung_vessel = float(round(ct.lung_vessel / old * ct.aorta, 4))
-    ct.myocardium = _draw(rng, "myocardium")
+    ct.myocardium = _draw(rng, "myocardium", bolus)
     ct.distal_falloff = _draw(rng, "distal_falloff")
     p.veins.hu = float(round(rng.uniform(*VEIN_FRACTION) * ct.aorta, 4))
     p.veins.follow_fraction = 1.0
