@@ -135,6 +135,17 @@ def test_iteration_adds_crops_where_vessels_leave(scan, fake_run):
     assert dice(more.seg.array, lab.array) > dice(once.seg.array, lab.array)
 
 
+def test_tracking_stops_at_the_crop_cap(scan, fake_run, monkeypatch):
+    import importlib
+
+    stages = importlib.import_module("coroseg.infer.stages")
+    img, _, gt = scan
+    free = predict_volume(fake_run("unet3d_crop"), img, centerline=gt, max_iterations=4)
+    monkeypatch.setattr(stages, "MAX_CROPS", 2)
+    capped = predict_volume(fake_run("unet3d_crop"), img, centerline=gt, max_iterations=4)
+    assert free.info["n_crops"] > 2 and capped.info["n_crops"] == 2
+
+
 def test_batch_folder_keeps_extensions(tmp_path, scan, fake_run):
     img, _, _ = scan
     write_volume(img, tmp_path / "in" / "a.nii.gz")

@@ -39,6 +39,33 @@ def test_keep_main_components_drops_islands():
     assert not keep_main_components(np.zeros((3, 3, 3), bool)).any()
 
 
+@pytest.mark.parametrize("dense", [False, True])
+def test_keep_within_reach_follows_a_chain_of_pieces(dense: bool, monkeypatch) -> None:
+    import importlib
+
+    pp = importlib.import_module("coroseg.infer.postprocess")
+    if dense:  # the dense (cc3d) labelling path must give the same answer
+        monkeypatch.setattr(pp, "SPARSE_FRACTION", 0.0)
+    m = np.zeros((12, 12, 60), bool)
+    m[5:7, 5:7, 0:20] = True     # the tree: 80 voxels
+    m[5:7, 5:7, 23:26] = True    # 3 voxels past its end: 12 voxels
+    m[5:7, 5:7, 29:31] = True    # 3 voxels past that piece: 8 voxels (kept through the chain)
+    m[5:7, 5:7, 45:47] = True    # 14 voxels further: never within reach
+    m[3, 3, 27] = True           # 1 voxel: within reach of a kept piece, but too small
+    kw = dict(n_trees=1, keep_fraction=0.5, min_tree_mm3=1.0)
+    assert keep_main_components(m, **kw).sum() == 80
+    out = keep_main_components(m, reach_mm=4.5, min_piece_mm3=2.0, **kw)
+    assert out.sum() == 80 + 12 + 8
+    assert not out[5:7, 5:7, 45:47].any() and not out[3, 3, 27]
+    # far from the tree, even a big component goes (the size rules would have kept it)
+    far = m.copy()
+    far[0:3, 0:3, 50:58] = True  # 72 voxels: 90 % of the tree, 20+ voxels away
+    assert keep_main_components(far, **kw)[0:3, 0:3, 50:58].all()
+    assert not keep_main_components(far, reach_mm=4.5, **kw)[0:3, 0:3, 50:58].any()
+    # reach is in mm: at 2 mm voxels along x the same gaps are twice as far
+    assert keep_main_components(m, spacing=(1, 1, 2), reach_mm=4.5, min_piece_mm3=2.0, **kw).sum() == 80
+
+
 def test_fill_holes_fills_cavity_only():
     m = np.zeros((9, 9, 9), bool)
     m[1:8, 1:8, 1:8] = True

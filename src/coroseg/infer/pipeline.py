@@ -32,7 +32,8 @@ import torch
 from coroseg.device import resolve_device
 from coroseg.errors import CorosegError, InputError
 from coroseg.infer.postprocess import PostprocessOptions, postprocess
-from coroseg.infer.stages import MAX_VESSEL_FRACTION, StageInfo, locate, run_crops, run_grid
+from coroseg.infer.stages import (LOCATOR_REACH_MM, MAX_ITERATIONS, MAX_VESSEL_FRACTION, StageInfo, locate, run_crops,
+                                  run_grid)
 from coroseg.infer.windows import inference_precision
 from coroseg.io.centerline import CenterlineGraph
 from coroseg.io.volume import Volume, orient_lps, resample_to_grid, sub_grid
@@ -115,7 +116,7 @@ def predict_volume(
     device: str | torch.device = "auto",
     postprocess_options: PostprocessOptions = PostprocessOptions(),
     iterate: bool = True,
-    max_iterations: int = 3,
+    max_iterations: int = MAX_ITERATIONS,
     batch_size: int = 4,
     extract_centerline: bool = True,
     max_vessel_fraction: float = MAX_VESSEL_FRACTION,
@@ -203,10 +204,11 @@ def _predict_volume(run, vol: Volume, *, centerline, centerline_source, device, 
             # the model-grid image is resampled crop by crop, never as a whole volume
             patches = ModelGridPatches(vol_lps, cfg["spacing"], cfg["intensity"])
             grid = patches.grid
+            reach = (cfg.get("locator") or {}).get("reach_mm", LOCATOR_REACH_MM)
             prob, _ = run_crops(patches, grid, prior, run.model, cfg, device=dev, batch_size=batch_size,
                                 iterate=iterate, max_iterations=max_iterations,
                                 threshold=postprocess_options.threshold, info=info,
-                                max_vessel_fraction=max_vessel_fraction)
+                                max_vessel_fraction=max_vessel_fraction, reach_mm=reach)
     else:
         if isinstance(centerline, CenterlineGraph) or str(centerline) not in CENTERLINE_MODES:
             info.warn(f"{cfg.get('model')} is a grid model: the given centerline is not used")

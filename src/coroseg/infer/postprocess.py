@@ -29,6 +29,9 @@ class PostprocessOptions:
     keep_fraction : float
         Any component at least this fraction of the largest one is kept too (a tree
         split by a stenosis must not lose its distal part).
+    reach_mm : float or None
+        Keep the largest tree and what lies within this distance of it instead (chained;
+        :func:`keep_main_components`): nothing far from the coronary tree survives.
     fill_holes : bool
         Fill cavities fully enclosed by vessel (3D, 6-connected background).
     connectivity : {6, 18, 26}
@@ -42,6 +45,7 @@ class PostprocessOptions:
     keep_fraction: float = 0.1
     fill_holes: bool = True
     connectivity: int = 26
+    reach_mm: float | None = None
 
     @classmethod
     def none(cls, threshold: float = 0.5) -> PostprocessOptions:
@@ -62,11 +66,19 @@ def keep_main_components(
     min_tree_mm3: float = 5.0,
     keep_fraction: float = 0.1,
     connectivity: int = 26,
+    reach_mm: float | None = None,
+    min_piece_mm3: float = 2.0,
 ) -> np.ndarray:
     """Keep the main coronary trees of a binary mask and drop small unconnected islands.
 
     A component is kept when it is one of the ``n_trees`` largest and at least
     ``min_tree_mm3`` big, or when it is at least ``keep_fraction`` of the largest component.
+    With ``reach_mm`` the rule is spatial instead: the largest component (if at least
+    ``min_tree_mm3``) and every component of at least ``min_piece_mm3`` that comes within
+    ``reach_mm`` of a kept one, repeatedly — a chain of pieces along a vessel interrupted by a
+    stenosis or faint contrast survives, the other coronary tree (its ostium 2-4 cm from the
+    first) survives, and a component far from the tree (abdomen, chest wall, lung) is dropped
+    whatever its size. ``n_trees`` and ``keep_fraction`` are then not used.
 
     Parameters
     ----------
@@ -91,10 +103,19 @@ def keep_main_components(
     voxel_mm3 = float(np.prod(spacing))
     order = np.argsort(-sizes, kind="stable")
     keep = np.zeros(len(sizes), bool)
-    for rank, idx in enumerate(order):
-        vol = sizes[idx] * voxel_mm3
-        if (rank < n_trees and vol >= min_tree_mm3) or sizes[idx] >= keep_fraction * sizes[order[0]]:
-            keep[idx] = True
+    if reach_mm is not None:
+        keep[order[0]] = sizes[order[0]] * voxel_mm3 >= min_tree_mm3
+    else:
+        for rank, idx in enumerate(order):
+            vol = sizes[idx] * voxel_mm3
+            if (rank < n_trees and vol >= min_tree_mm3) or sizes[idx] >= keep_fraction * sizes[order[0]]:
+                keep[idx] = True
+    if reach_mm is not None and keep.any():
+        if sparse is None:
+            coords = np.argwhere(labels > 0)
+            comp = labels[tuple(coords.T)].astype(np.int64) - 1
+        keep = _keep_within_reach(coords * np.asarray(spacing, float), comp, sizes * voxel_mm3, keep,
+                                  reach_mm=float(reach_mm), min_mm3=float(min_piece_mm3))
     out = np.zeros(mask.shape, bool)
     if sparse is None:
         out[box] = np.concatenate([[False], keep])[labels]
@@ -102,6 +123,27 @@ def keep_main_components(
         idx = coords[keep[comp]] + np.array([b.start for b in box])
         out[tuple(idx.T)] = True
     return out
+
+
+def _keep_within_reach(points_mm: np.ndarray, comp: np.ndarray, volumes: np.ndarray, keep: np.ndarray, *,
+                       reach_mm: float, min_mm3: float, rounds: int = 8) -> np.ndarray:
+    """Grow the kept set by components (>= ``min_mm3``) within ``reach_mm`` of a kept one."""
+    from scipy.spatial import cKDTree
+
+    keep = keep.copy()
+    for _ in range(rounds):
+        cand = ~keep & (volumes >= min_mm3)
+        if not cand.any():
+            break
+        on = keep[comp]
+        tree = cKDTree(points_mm[on])
+        pick = cand[comp]
+        d, _ = tree.query(points_mm[pick], k=1, distance_upper_bound=reach_mm)
+        near = np.unique(comp[pick][np.isfinite(d)])
+        if len(near) == 0:
+            break
+        keep[near] = True
+    return keep
 
 
 def bounding_box(mask: np.ndarray, *, pad: int = 0) -> tuple[slice, ...] | None:
@@ -227,7 +269,7 @@ def postprocess(prob: np.ndarray, options: PostprocessOptions = PostprocessOptio
         mask = keep_main_components(mask, spacing=spacing, n_trees=options.n_trees,
                                     min_tree_mm3=options.min_tree_mm3,
                                     keep_fraction=options.keep_fraction,
-                                    connectivity=options.connectivity)
+                                    connectivity=options.connectivity, reach_mm=options.reach_mm)
     if options.fill_holes:
         mask = fill_holes(mask)
     return mask.astype(np.uint8)

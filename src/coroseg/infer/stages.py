@@ -52,6 +52,18 @@ MAX_VESSEL_FRACTION = 0.1
 #: default) gave auto Dice 0.70, 0.3 gave 0.85 (oracle 0.85); branches this drops are mostly
 #: found again by the iteration of :func:`run_crops` along vessels leaving the crops.
 LOCATOR_KEEP_FRACTION = 0.3
+#: extra rounds of crop addition (tracking) after the first crops, and a cap on all crops of a
+#: scan (a coronary tree at 0.8 mm needs 15-45 crops of 48^3; the cap bounds a runaway on a
+#: scan that is not a CTCA)
+MAX_ITERATIONS = 3
+MAX_CROPS = 400
+#: ``locator.tta``: the locator's probability is averaged over the scan and these flipped copies
+LOCATOR_TTA_FLIPS = ((), (0,), (1,), (2,))
+#: the locator's probability threshold when its config names none
+LOCATOR_THRESHOLD = 0.5
+#: pieces of the locator mask within this distance (mm) of the kept trees are kept too
+#: (:func:`coroseg.infer.postprocess.keep_main_components`); None: no such rule
+LOCATOR_REACH_MM = None
 
 
 @dataclass
@@ -131,11 +143,21 @@ def locate(vol_lps: Volume, locator: torch.nn.Module, loc_cfg: dict, *, device: 
     grid = to_model_grid(vol_lps, loc_cfg["spacing"])
     norm = normalise(grid.array, loc_cfg["intensity"])
     t0 = info.tick("locator_preprocess", t0)
-    prob = sliding_window(norm, vessel_predictor(locator), patch_size=loc_cfg["patch_size"], overlap=LOCATOR_OVERLAP,
-                          batch_size=batch_size, device=device, cval=pad_value(loc_cfg["intensity"]))
+    prob = None
+    flips = LOCATOR_TTA_FLIPS if loc_cfg.get("tta", False) else ((),)
+    for axes in flips:  # test-time mirroring: the mean over flipped copies of the scan
+        x = np.ascontiguousarray(np.flip(norm, axes)) if axes else norm
+        p = sliding_window(x, vessel_predictor(locator), patch_size=loc_cfg["patch_size"], overlap=LOCATOR_OVERLAP,
+                           batch_size=batch_size, device=device, cval=pad_value(loc_cfg["intensity"]))
+        p = np.flip(p, axes) if axes else p
+        prob = p if prob is None else prob + p
+    if len(flips) > 1:
+        prob = np.ascontiguousarray(prob / np.float32(len(flips)))
     t0 = info.tick("locator_network", t0)
-    mask = keep_main_components(prob >= float(loc_cfg.get("threshold", 0.5)), spacing=grid.spacing,
-                                keep_fraction=float(loc_cfg.get("keep_fraction", LOCATOR_KEEP_FRACTION)))
+    reach = loc_cfg.get("reach_mm", LOCATOR_REACH_MM)
+    mask = keep_main_components(prob >= float(loc_cfg.get("threshold", LOCATOR_THRESHOLD)), spacing=grid.spacing,
+                                keep_fraction=float(loc_cfg.get("keep_fraction", LOCATOR_KEEP_FRACTION)),
+                                reach_mm=None if reach is None else float(reach))
     frac = float(mask.mean())
     if frac > max_vessel_fraction:
         info.warn(f"locator mask covers {100 * frac:.1f} % of the volume (more than "
@@ -315,9 +337,10 @@ def uncovered_points(points_idx: np.ndarray, starts: np.ndarray, shape: Sequence
 
 
 def run_crops(norm, grid: Volume, graph: CenterlineGraph, model: torch.nn.Module, config: dict, *,
-              device: torch.device, batch_size: int = 8, iterate: bool = True, max_iterations: int = 3,
+              device: torch.device, batch_size: int = 8, iterate: bool = True, max_iterations: int = MAX_ITERATIONS,
               threshold: float = 0.5, info: StageInfo | None = None,
-              max_vessel_fraction: float = MAX_VESSEL_FRACTION) -> tuple[Volume | None, CenterlineGraph]:
+              max_vessel_fraction: float = MAX_VESSEL_FRACTION, max_crops: int | None = None,
+              reach_mm: float | None = None) -> tuple[Volume | None, CenterlineGraph]:
     """Stage 2: crop model at crop centres of ``graph``; returns probability and final prior graph.
 
     Parameters
@@ -329,7 +352,12 @@ def run_crops(norm, grid: Volume, graph: CenterlineGraph, model: torch.nn.Module
         The centerline prior (LPS mm).
     iterate : bool
         Re-extract the centerline from the result and add crops where vessels touch the border
-        of the covered region, at most ``max_iterations`` extra rounds.
+        of the covered region (tracking the tree outwards), until nothing new is found, at most
+        ``max_iterations`` extra rounds and ``max_crops`` crops in all.
+    reach_mm : float, optional
+        While iterating, pieces of the mask within this distance of its main trees count as
+        tree too (:func:`coroseg.infer.postprocess.keep_main_components`), so a branch
+        interrupted by a faint stretch is followed past the gap.
 
     Returns
     -------
@@ -357,6 +385,7 @@ def run_crops(norm, grid: Volume, graph: CenterlineGraph, model: torch.nn.Module
         if len(all_starts):  # never run the same crop twice
             seen = {tuple(s) for s in all_starts}
             starts = np.array([s for s in starts if tuple(s) not in seen], np.int64).reshape(-1, 3)
+        starts = starts[: max(0, int(MAX_CROPS if max_crops is None else max_crops) - len(all_starts))]
         if len(starts) == 0:
             break
         extra = crop_attention(current, grid, config) if use_att else None
@@ -374,7 +403,7 @@ def run_crops(norm, grid: Volume, graph: CenterlineGraph, model: torch.nn.Module
         margin = crop_margin(config["patch_size"])
         box = acc.box(margin + 1)
         prob_box, covered_box = acc.blend(box)
-        mask = keep_main_components(prob_box >= threshold, spacing=grid.spacing)
+        mask = keep_main_components(prob_box >= threshold, spacing=grid.spacing, reach_mm=reach_mm)
         if not mask.any():
             break
         frac = float(mask.sum()) / float(np.prod(grid.shape))
@@ -401,4 +430,4 @@ def run_crops(norm, grid: Volume, graph: CenterlineGraph, model: torch.nn.Module
 
 __all__ = ["run_grid", "locate", "run_crops", "centre_points", "crop_starts", "attention", "uncovered_points",
            "pad_value", "model_input", "crop_attention", "border_voxels", "crop_margin", "thin_points", "StageInfo", "MAX_VESSEL_FRACTION", "OVERLAP",
-           "LOCATOR_KEEP_FRACTION"]
+           "LOCATOR_KEEP_FRACTION", "LOCATOR_THRESHOLD", "LOCATOR_REACH_MM", "MAX_ITERATIONS", "MAX_CROPS"]
