@@ -77,6 +77,23 @@ def test_patch_dataset_sample_shapes_and_replay():
     assert ds2[0]["image"].shape == (1, 8, 8)
 
 
+def test_attention_dropout_empties_the_prior_of_a_seeded_share_of_crops():
+    case = _case(fg=(slice(2, 18), slice(9, 12), slice(8, 11)))
+    items = [PatchItem(0, (10, 10, 10), seed) for seed in range(200)]
+    att = {"mode": "gaussian", "dilation_mm": 1.0, "perturb": False}
+    full = PatchDataset([case], items, (8, 8, 8), 3, attention=att)
+    assert all(full[i]["image"][1].any() for i in range(0, 200, 20))  # the centerline crosses every crop
+    half = PatchDataset([case], items, (8, 8, 8), 3, attention={**att, "dropout": 0.3})
+    empty = [i for i in range(200) if not half[i]["image"][1].any()]
+    assert 0.2 < len(empty) / 200 < 0.4  # ~30 %
+    kept = [i for i in range(200) if i not in empty][:5]
+    for i in kept:  # the others are untouched, and the image channel always is
+        assert (half[i]["image"] == full[i]["image"]).all()
+    assert all((half[i]["image"][0] == full[i]["image"][0]).all() for i in empty[:5])
+    assert empty == [i for i in range(200) if not PatchDataset([case], items, (8, 8, 8), 3,
+                                                               attention={**att, "dropout": 0.3})[i]["image"][1].any()]
+
+
 def test_prepare_case_reads_centerline_file_else_extracts_it(tmp_path):
     import sys
     from pathlib import Path

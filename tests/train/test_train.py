@@ -59,7 +59,11 @@ def test_each_model_trains_and_loss_falls(tiny_data, tmp_path, model):
     assert (loaded.locator is not None) == (model == "unet3d_crop")
     if model == "unet3d_crop":
         assert "locator.safetensors" in names
-        assert [r["phase"] for r in _rows(run)].count("locator") == 3
+        # the locator first, so the crop model is validated with the automatic centerline, as predict runs it
+        assert [r["phase"] for r in _rows(run)] == ["locator"] * 3 + ["model"] * 3
+        assert {r["val_centerline"] for r in rows} == {"auto"}
+    elif loaded.config["attention"]:
+        assert {r["val_centerline"] for r in rows} == {"reference"}  # no locator: the reference centerline
     x = torch.zeros((1, loaded.config["in_channels"]) + tuple(PATCH[model][3 - loaded.config["dims"]:]))
     assert loaded.model(x).shape[1] == 2
 
@@ -136,6 +140,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_data, tmp_path, monk
 def test_bad_options_are_refused(tiny_data, tmp_path):
     with pytest.raises(CorosegError, match="unknown training option"):
         train(tiny_data, tmp_path / "x", model="unet3d_grid", epochs=1, device="cpu", widths=[1])
+    with pytest.raises(CorosegError, match=r"attention_dropout=1.5: expected a number >= 0 and <= 1"):
+        train(tiny_data, tmp_path / "z", model="unet3d_crop", epochs=1, device="cpu", attention_dropout=1.5)
+    assert not (tmp_path / "z").exists()
     with pytest.raises(CorosegError, match="cannot resume: config.json is missing"):
         train(tiny_data, tmp_path / "y", model="unet3d_grid", epochs=1, device="cpu", resume=True)
 
@@ -204,21 +211,22 @@ def test_early_stop_after_validations_without_improvement(tiny_data, tmp_path, m
 
 
 @pytest.mark.slow
-def test_resume_inside_the_locator_phase(tiny_data, tmp_path, monkeypatch):
+def test_resume_inside_the_second_phase(tiny_data, tmp_path, monkeypatch):
     kw = dict(model="unet3d_crop", epochs=2, batch_size=2, device="cpu", patch_size=[16, 16, 16],
               progress=False, augment=0.3, **TINY)
     a = train(tiny_data, tmp_path / "a", **kw)
-    main_steps = int([r for r in _rows(a) if r["phase"] == "model"][-1]["step"])
+    locator_steps = int([r for r in _rows(a) if r["phase"] == "locator"][-1]["step"])
 
     @contextlib.contextmanager
-    def stop_in_locator():
-        yield _StopAfter(main_steps + 2)
+    def stop_in_model():
+        yield _StopAfter(locator_steps + 2)
 
-    monkeypatch.setattr(trainer_mod, "_sigint_flag", stop_in_locator)
-    with pytest.raises(TrainingInterrupted, match="interrupted at locator epoch 1 step 2"):
+    monkeypatch.setattr(trainer_mod, "_sigint_flag", stop_in_model)
+    with pytest.raises(TrainingInterrupted, match="interrupted at model epoch 1 step 2"):
         train(tiny_data, tmp_path / "b", **kw)
     monkeypatch.undo()
     b = train(tiny_data, tmp_path / "b", model="unet3d_crop", device="cpu", resume=True, progress=False)
     for name in ("model.safetensors", "last.safetensors", "locator.safetensors"):
         assert _same_weights(a / name, b / name), name
-    assert [(r["phase"], r["train_loss"]) for r in _rows(a)] == [(r["phase"], r["train_loss"]) for r in _rows(b)]
+    assert [(r["phase"], r["train_loss"], r["val_dice"]) for r in _rows(a)] == \
+        [(r["phase"], r["train_loss"], r["val_dice"]) for r in _rows(b)]

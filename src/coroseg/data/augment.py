@@ -1,8 +1,9 @@
 """Training-time data augmentation (MONAI dictionary transforms), wide on purpose.
 
 Synthetic and small training sets generalise to real CT only with strong augmentation of
-geometry (flips, small rotations, scaling) and appearance (intensity scale/shift, contrast,
-noise, blur). Spatial transforms act on ``image``, ``prior`` (attention channel) and
+geometry (flips, small rotations, scaling) and appearance (low resolution, blur, intensity
+scale/shift, gamma, bias field, noise). At strength 1 the level shift reaches +-70 HU and the
+scale +-35 %: beyond what the phantom draws, as real scanners are. Spatial transforms act on ``image``, ``prior`` (attention channel) and
 ``label`` together; appearance transforms act on ``image`` only.
 
 Every random draw comes from the transform's own ``RandomState``, reseeded per patch by
@@ -42,15 +43,20 @@ def build_augmentation(dims: int, *, strength: float = 1.0, prior: bool = False)
     rotate_range = (rot, rot, rot) if dims == 3 else (rot,)
     p = min(1.0, s)
     return T.Compose([
-        T.RandAffined(keys=spatial, prob=0.3 * p, rotate_range=rotate_range, scale_range=[0.12 * s] * dims,
+        T.RandAffined(keys=spatial, prob=0.3 * p, rotate_range=rotate_range, scale_range=[0.15 * s] * dims,
                       mode=modes, padding_mode=pads),
         *[T.RandFlipd(keys=spatial, prob=0.5 * p, spatial_axis=ax) for ax in range(dims)],
-        T.RandScaleIntensityd(keys="image", factors=0.15 * s, prob=0.5 * p),
-        T.RandShiftIntensityd(keys="image", offsets=0.15 * s, prob=0.5 * p),
-        T.RandAdjustContrastd(keys="image", gamma=(1.0 - 0.3 * min(s, 2.0) / 2, 1.0 + 0.5 * s), prob=0.2 * p),
-        T.RandGaussianNoised(keys="image", std=0.08 * s, prob=0.3 * p),
-        T.RandGaussianSmoothd(keys="image", sigma_x=(0.3, 1.0), sigma_y=(0.3, 1.0), sigma_z=(0.3, 1.0),
-                              prob=0.2 * p),
+        # appearance, in normalised units (1 = the training set's HU standard deviation, ~140 HU):
+        # resolution and sharpness first (a scanner's kernel and slice thickness), then contrast
+        # and level (bolus, calibration), then noise, so noise is not smoothed away
+        T.RandSimulateLowResolutiond(keys="image", prob=0.15 * p, zoom_range=(max(0.35, 1.0 - 0.5 * s), 1.0)),
+        T.RandGaussianSmoothd(keys="image", sigma_x=(0.3, 0.3 + 1.2 * s), sigma_y=(0.3, 0.3 + 1.2 * s),
+                              sigma_z=(0.3, 0.3 + 1.2 * s), prob=0.25 * p),
+        T.RandScaleIntensityd(keys="image", factors=0.35 * s, prob=0.5 * p),
+        T.RandShiftIntensityd(keys="image", offsets=0.5 * s, prob=0.5 * p),
+        T.RandAdjustContrastd(keys="image", gamma=(max(0.4, 1.0 - 0.4 * s), 1.0 + 0.7 * s), prob=0.3 * p),
+        T.RandBiasFieldd(keys="image", coeff_range=(0.0, 0.25 * s), prob=0.2 * p),
+        T.RandGaussianNoised(keys="image", std=0.25 * s, prob=0.35 * p),
     ])
 
 

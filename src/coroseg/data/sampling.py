@@ -183,6 +183,9 @@ class PatchDataset(torch.utils.data.Dataset):
             pts, rad = self.case_points(item.case)
             sample["prior"] = attention_patch(pts, rad, item.centre, self.patch_size, case.grid.spacing,
                                               self.attention)[None]
+            drop = float(self.attention.get("dropout", 0.0) or 0.0)
+            if drop > 0 and np.random.default_rng([item.seed, 7]).random() < drop:
+                sample["prior"] = np.zeros_like(sample["prior"])
         if self.dims == 2:
             sample = {k: v[:, 0] for k, v in sample.items()}
         if self.augment is not None:

@@ -10,7 +10,10 @@ from pathlib import Path
 
 from coroseg.io.atomic import atomic_path, write_text
 
-COLUMNS = ("phase", "epoch", "step", "patches", "train_loss", "val_dice", "lr", "seconds", "patches_per_s")
+#: ``val_centerline``: the prior crop models were validated with: ``auto`` (the run's locator, as
+#: ``predict`` runs) or ``reference`` (the dataset's centerline: no locator trained)
+COLUMNS = ("phase", "epoch", "step", "patches", "train_loss", "val_dice", "val_centerline", "lr", "seconds",
+           "patches_per_s")
 
 
 def write_metrics(path: str | Path, rows: Sequence[dict]) -> None:

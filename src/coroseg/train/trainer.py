@@ -4,8 +4,11 @@ The loop is short on purpose: an epoch is a deterministic *plan* of patches
 (:mod:`coroseg.data.sampling`), batches come from a plain ``DataLoader`` over it, the step is
 Dice+CE (optionally + soft clDice) with AdamW, linear warm-up then cosine decay, bf16 autocast
 on GPU and gradient clipping. Whole-volume validation every ``val_every`` epochs picks the best
-weights and drives early stopping. Crop models then train their locator (a small coarse 3D grid
-U-Net) the same way, in the same run folder. The locator's target is the label resampled with
+weights and drives early stopping. Crop models first train their locator (a small coarse 3D grid
+U-Net) the same way, in the same run folder, then the crop model, whose validation runs
+:func:`coroseg.infer.predict_volume` on the whole validation scans with the locator's centerline
+(``val_centerline`` = ``auto`` in ``metrics.csv``): the checkpoint kept is the best at what
+``predict`` ships, not at the reference centerline. The locator's target is the label resampled with
 linear interpolation and a low threshold (:func:`coroseg.data.cache.coarse_label`): with
 nearest neighbour, 1-2 mm coronaries fall apart into dozens of fragments on a coarser grid and
 the locator learned nothing (validation Dice 0).
@@ -37,7 +40,7 @@ from coroseg.data.preprocess import target_spacing
 from coroseg.data.layouts import Case, discover_cases, load_dataset
 from coroseg.data.sampling import PatchDataset, PatchItem, crop_centres_for_case, crop_plan, grid_plan, shard
 from coroseg.errors import CorosegError
-from coroseg.infer.stages import LOCATOR_KEEP_FRACTION
+from coroseg.infer.stages import LOCATOR_KEEP_FRACTION, LOCATOR_REACH_MM, LOCATOR_THRESHOLD
 from coroseg.io.atomic import atomic_path, write_json
 from coroseg.models.registry import CHANNELS, build_network, model_spec, network_config
 from coroseg.models.run import load_weights, read_config, save_weights, unwrap
@@ -73,6 +76,8 @@ DEFAULTS: dict = {
     "perturb": True,            # perturb the centerline for the attention channel while training
     "perturb_kwargs": None,     # arguments of coroseg.prior.perturb_centerline (None: its defaults)
     "spurious_branches": 0,     # fake centerline pieces added per case and epoch (teach: attention is not a vessel)
+    "attention_dropout": 0.0,   # share of crops trained with an empty attention channel (teach: vessels
+                                # the centerline missed are still vessels, so crops at its gaps find them)
     "val_overlap": 0.25,
     "val_batch": 4,
     "amp": True,                # bf16 autocast on GPU
@@ -129,7 +134,8 @@ def check_options(opts: dict) -> None:
         "crop_repeats": (1, math.inf, True, False), "augment": (0, math.inf, False, False),
         "cldice": (0, math.inf, False, False), "num_res_units": (0, math.inf, True, False),
         "dropout": (0, 1, False, False), "attention_dilation_mm": (0, math.inf, False, False),
-        "spurious_branches": (0, math.inf, True, False), "val_overlap": (0, 1, False, False),
+        "spurious_branches": (0, math.inf, True, False), "attention_dropout": (0, 1, False, False),
+        "val_overlap": (0, 1, False, False),
         "val_batch": (1, math.inf, True, False), "locator_spacing_factor": (0, math.inf, False, True),
         "locator_samples_per_case": (1, math.inf, True, False)}
     for key, (lo, hi, integer, lo_open) in ranges.items():
@@ -173,6 +179,8 @@ class _Phase:
     budget: int | None            # total patches (None: epochs x plan size)
     epochs: int
     val_centres: list | None = None  # crop models: validation crop centres (model-independent: computed once)
+    val_files: list | None = None    # crop models with a locator: validate on these cases as predict does
+    val_cache: list | None = None    # (HU image, label, locator centerline) per case, made at first use
 
 
 def train(data_dir: str | Path, out_dir: str | Path, *, model: str = "unet3d_crop", epochs: int | None = None,
@@ -372,9 +380,13 @@ def _train(data_dir: Path, run_dir: Path, info: D.DistInfo, interrupted: list, *
     tr = prepare_cases(train_cases, spacing, intensity, centerline=need_cl)
     va = prepare_cases(val_cases, spacing, intensity, centerline=need_cl)
     torch.manual_seed(seed)
-    phases = [_main_phase(config, spec, tr, va, seed, epochs, patch_budget, opts)]
+    phases = {"model": _main_phase(config, spec, tr, va, seed, epochs, patch_budget, opts, val_cases)}
     if config["locator"] is not None:
-        phases.append(_locator_phase(config, train_cases, val_cases, seed, epochs, patch_budget, opts))
+        phases["locator"] = _locator_phase(config, train_cases, val_cases, seed, epochs, patch_budget, opts)
+    # the locator trains first, so the crop model is validated with the centerline predict will use
+    # (runs written before this order was introduced resume in their own order)
+    order = config["train"].get("phase_order", ["model", "locator"])
+    phases = [phases[name] for name in order if name in phases]
     start = 0 if state is None else [p.name for p in phases].index(state["phase"])
     history = [] if state is None else list(state["history"])
     for n, phase in enumerate(phases[start:]):
@@ -420,8 +432,8 @@ def _make_config(spec: dict, spacing, intensity: dict, data_dir: Path, layout: s
         locator = {"spacing": [float(s) for s in lsp], "patch_size": [int(v) for v in opts["locator_patch"]],
                    "network": network_config(lspec, channels=opts["locator_channels"], num_res_units=1,
                                              norm=opts["norm"]),
-                   "intensity": intensity, "weights": "locator.safetensors", "threshold": 0.5,
-                   "label": "coverage", "keep_fraction": LOCATOR_KEEP_FRACTION}
+                   "intensity": intensity, "weights": "locator.safetensors", "threshold": LOCATOR_THRESHOLD,
+                   "label": "coverage", "keep_fraction": LOCATOR_KEEP_FRACTION, "reach_mm": LOCATOR_REACH_MM}
     return {
         "coroseg_version": coroseg.__version__,
         "status": "running",
@@ -437,13 +449,14 @@ def _make_config(spec: dict, spacing, intensity: dict, data_dir: Path, layout: s
         "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "patch_budget": patch_budget,
                   "world_size": info.world, "device": info.device.type,
                   "loss": "DiceCE" + (f"+{opts['cldice']}*clDice" if opts["cldice"] else ""),
-                  "optimizer": "AdamW", "schedule": "warmup+cosine", "options": opts},
+                  "optimizer": "AdamW", "schedule": "warmup+cosine", "options": opts,
+                  "phase_order": ["locator", "model"] if locator is not None else ["model"]},
         "data": {"root": str(data_dir), "layout": layout},
     }
 
 
 def _main_phase(config: dict, spec: dict, tr: list[PreparedCase], va: list[PreparedCase], seed: int, epochs: int,
-                patch_budget: int | None, opts: dict) -> _Phase:
+                patch_budget: int | None, opts: dict, val_cases: Sequence[Case] = ()) -> _Phase:
     patch = spec["patch_size"]
     att = attention_settings(opts) if spec["attention"] else None
     val_centres = None
@@ -462,13 +475,15 @@ def _main_phase(config: dict, spec: dict, tr: list[PreparedCase], va: list[Prepa
             return grid_plan(tr, patch, samples_per_case=opts["samples_per_case"], seed=seed, epoch=epoch,
                              fg_fraction=opts["fg_fraction"])
     return _Phase("model", config["network"], config, tr, va, plan, att, "model.safetensors", "last.safetensors",
-                  patch_budget, epochs, val_centres)
+                  patch_budget, epochs, val_centres,
+                  val_files=list(val_cases) if spec["sampler"] == "crop" and config["locator"] is not None else None)
 
 
 def attention_settings(opts: dict) -> dict:
     """The attention-channel settings PatchDataset takes, from the training options."""
     return {"mode": opts["attention_mode"], "dilation_mm": float(opts["attention_dilation_mm"]),
             "perturb": bool(opts["perturb"]), "spurious": int(opts["spurious_branches"]),
+            "dropout": float(opts["attention_dropout"]),
             "perturb_kwargs": dict(opts["perturb_kwargs"] or {})}
 
 
@@ -617,7 +632,7 @@ def _fit(phase: _Phase, run_dir: Path, info: D.DistInfo, interrupted: list, conf
         val_dice = float("nan")
         last_epoch = epoch + 1 == n_epochs
         if (epoch + 1) % val_every == 0 or last_epoch:
-            val_dice = _validate(net, phase, info, amp, opts)
+            val_dice = _validate(net, phase, info, amp, opts, run_dir)
         counters["epoch"] = epoch + 1
         counters["step_in_epoch"] = 0
         improved = False
@@ -630,6 +645,7 @@ def _fit(phase: _Phase, run_dir: Path, info: D.DistInfo, interrupted: list, conf
             improved = True  # no validation cases: the latest weights are the "best"
         row = {"phase": phase.name, "epoch": epoch + 1, "step": counters["global_step"],
                "patches": counters["patches"], "train_loss": mean_loss, "val_dice": val_dice,
+               "val_centerline": _val_centerline(phase) if not math.isnan(val_dice) else None,
                "lr": opt.param_groups[0]["lr"], "seconds": secs, "patches_per_s": seen / max(secs, 1e-9)}
         history.append(row)
         log.info("%s epoch %d/%d: loss %.4f, val Dice %s, %.1f patches/s", phase.name, epoch + 1, n_epochs,
@@ -682,13 +698,69 @@ def optimizer_step(loss: torch.Tensor, net: torch.nn.Module, opt: torch.optim.Op
         sched.step()
 
 
-def _validate(net: torch.nn.Module, phase: _Phase, info: D.DistInfo, amp: bool, opts: dict) -> float:
-    mine = phase.val_cases[info.rank::info.world]
-    centres = None if phase.val_centres is None else phase.val_centres[info.rank::info.world]
-    scores = validate(unwrap(net), mine, phase.cfg, device=info.device, batch=int(opts["val_batch"]), amp=amp,
-                      centres=centres)
+def _val_centerline(phase: _Phase) -> str | None:
+    if phase.attention is None:
+        return None
+    return "auto" if phase.val_files is not None else "reference"
+
+
+def _validate(net: torch.nn.Module, phase: _Phase, info: D.DistInfo, amp: bool, opts: dict,
+              run_dir: Path | None = None) -> float:
+    if phase.val_files is not None and run_dir is not None:
+        scores = _validate_as_predict(net, phase, info, run_dir, opts)
+    else:
+        mine = phase.val_cases[info.rank::info.world]
+        centres = None if phase.val_centres is None else phase.val_centres[info.rank::info.world]
+        scores = validate(unwrap(net), mine, phase.cfg, device=info.device, batch=int(opts["val_batch"]), amp=amp,
+                          centres=centres)
     total, count = D.all_sum(info, [float(sum(scores)), float(len(scores))])
     return total / count if count else float("nan")
+
+
+def _validate_as_predict(net: torch.nn.Module, phase: _Phase, info: D.DistInfo, run_dir: Path,
+                         opts: dict) -> list[float]:
+    """Dice of whole validation scans segmented by :func:`coroseg.infer.predict_volume`, on their own grid.
+
+    The trained locator (fixed while the crop model trains) finds each case's centerline once;
+    every validation then runs the crop model exactly as ``coroseg predict`` would, so the
+    checkpoint kept is the best one at what ships: automatic centerline, crop placement,
+    iteration, resampling back and post-processing included.
+    """
+    import types
+
+    from coroseg.eval.metrics import dice
+    from coroseg.infer.pipeline import predict_volume
+    from coroseg.infer.stages import locate
+    from coroseg.io.volume import orient_lps, read_volume
+
+    cfg = phase.cfg
+    mine = phase.val_files[info.rank::info.world]
+    if phase.val_cache is None:
+        locator = build_network(cfg["locator"]["network"]).to(info.device)
+        load_weights(locator, run_dir / cfg["locator"]["weights"])
+        locator.eval()
+        cache = []
+        for case in mine:
+            image = read_volume(case.image)
+            label = read_volume(case.label, is_label=True)
+            with torch.no_grad():
+                _, graph = locate(orient_lps(image), locator, cfg["locator"], device=info.device)
+            cache.append((image, label, graph))
+        phase.val_cache = cache
+        del locator
+    model = unwrap(net)
+    was_training = model.training
+    run = types.SimpleNamespace(config=cfg, model=model, locator=None)
+    scores = []
+    try:
+        for image, label, graph in phase.val_cache:
+            prior = graph if graph is not None else "none"
+            pred = predict_volume(run, image, centerline=prior, centerline_source="auto", device=info.device,
+                                  batch_size=int(opts["val_batch"]), extract_centerline=False, keep_prob=False)
+            scores.append(dice(pred.seg.array > 0, label.array > 0))
+    finally:
+        model.train(was_training)
+    return scores
 
 
 __all__ = ["train", "DEFAULTS", "TrainingInterrupted", "forward_loss", "optimizer_step", "attention_settings"]
