@@ -104,6 +104,7 @@ def predict(
     mesh: bool = typer.Option(False, "--mesh", help="Also write <id>_vessels.stl (LPS mm)."),
     threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0, help="Probability threshold."),
     keep_trees: bool = typer.Option(True, "--keep-trees/--no-keep-trees", help="Drop components not connected to the coronary trees."),
+    reach_mm: Optional[float] = typer.Option(None, "--reach-mm", min=0.0, help="With --keep-trees: keep the largest tree and what lies within this many mm of it (default 60); 0 = keep the largest trees by size instead."),
     fill_holes: bool = typer.Option(True, "--fill-holes/--no-fill-holes", help="Fill enclosed holes."),
     iterate: bool = typer.Option(True, "--iterate/--no-iterate", help="Crop models: add crops where vessels leave the covered region."),
     precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA, fp32 on CPU), fp32, or bf16 (faster on CPUs with bf16 instructions)."),
@@ -115,7 +116,9 @@ def predict(
     prior: str | Path = centerline if centerline in ("auto", "none") else Path(centerline)
     summaries = predict_fn(model, input, output, centerline=prior, device=device, save_prob=save_prob, mesh=mesh,
                            postprocess=PostprocessOptions(threshold=threshold, keep_trees=keep_trees,
-                                                          fill_holes=fill_holes), iterate=iterate, precision=precision)
+                                                          fill_holes=fill_holes,
+                                                          **({} if reach_mm is None else {"reach_mm": reach_mm or None})),
+                           iterate=iterate, precision=precision)
     typer.echo(f"wrote {len(summaries)} segmentation(s) to {output}")
 
 

@@ -113,11 +113,13 @@ def test_fill_holes_in_a_sparse_volume_matches_scipy(rng):
 def test_postprocess_switches():
     prob = blobs().astype(np.float32) * 0.9
     prob[4, 4, 4] = 0.1  # a hole inside tree 1
-    full = postprocess(prob, PostprocessOptions())
+    full = postprocess(prob, PostprocessOptions(reach_mm=None))  # the size rules
     assert full.dtype == np.uint8 and full.sum() == 512 + 216
+    # the default spatial rule: everything within 60 mm of the largest tree and >= 2 mm^3
+    assert postprocess(prob).sum() == 512 + 216 + 4
     bare = postprocess(prob, PostprocessOptions.none())
     assert bare.sum() == 512 + 216 + 4 + 1 - 1
-    no_fill = postprocess(prob, PostprocessOptions(fill_holes=False))
+    no_fill = postprocess(prob, PostprocessOptions(fill_holes=False, reach_mm=None))
     assert no_fill.sum() == 512 + 216 - 1
 
 
@@ -177,3 +179,15 @@ def test_mask_stats_known():
     assert s["tree_length_mm"] == pytest.approx(17.0)
     assert s["n_branches"] == 1 and s["n_ostia"] == 1 and s["n_endpoints"] == 1
     assert mask_stats(vol, None)["tree_length_mm"] is None
+
+
+def test_postprocess_default_drops_what_lies_far_from_the_tree():
+    m = np.zeros((20, 20, 200), np.float32)
+    m[8:11, 8:11, 10:60] = 1.0    # the tree (450 mm^3)
+    m[8:11, 8:11, 100:110] = 1.0  # 40 mm beyond its end: the other tree's start, kept
+    m[8:11, 8:11, 180:195] = 1.0  # 70 mm beyond that: a vessel in the abdomen, dropped
+    out = postprocess(m)
+    assert out[9, 9, 30] and out[9, 9, 105] and not out[9, 9, 190]
+    size_rules = postprocess(m, PostprocessOptions(reach_mm=None))
+    assert size_rules[9, 9, 190]  # the size rules alone keep it (one of the two largest)
+

@@ -12,6 +12,14 @@ from collections.abc import Sequence
 import numpy as np
 
 
+#: default ``reach_mm`` of :class:`PostprocessOptions`: the other coronary tree starts 2-4 cm
+#: from the first (both ostia sit on the aortic root), so 60 mm keeps it while dropping what lies
+#: far from the tree (abdomen, chest wall). Chosen on the generalisation benchmark's dev sets:
+#: auto and ORACLE Dice equal or better than the size rules there, 40 mm lost a tree
+#: (docs/results/generalisation.md).
+REACH_MM = 60.0
+
+
 @dataclasses.dataclass(frozen=True)
 class PostprocessOptions:
     """Switches and parameters of :func:`postprocess`.
@@ -45,7 +53,7 @@ class PostprocessOptions:
     keep_fraction: float = 0.1
     fill_holes: bool = True
     connectivity: int = 26
-    reach_mm: float | None = None
+    reach_mm: float | None = REACH_MM
 
     @classmethod
     def none(cls, threshold: float = 0.5) -> PostprocessOptions:
@@ -275,5 +283,5 @@ def postprocess(prob: np.ndarray, options: PostprocessOptions = PostprocessOptio
     return mask.astype(np.uint8)
 
 
-__all__ = ["PostprocessOptions", "threshold", "keep_main_components", "fill_holes", "postprocess", "label_components",
+__all__ = ["REACH_MM", "PostprocessOptions", "threshold", "keep_main_components", "fill_holes", "postprocess", "label_components",
            "bounding_box"]
