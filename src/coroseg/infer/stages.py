@@ -125,7 +125,10 @@ def locate(vol_lps: Volume, locator: torch.nn.Module, loc_cfg: dict, *, device: 
         3D grid network, 1 input channel, logits (N, 2, ...).
     loc_cfg : dict
         The run config's ``"locator"`` entry: ``spacing``, ``patch_size``, ``intensity``,
-        ``threshold`` (default 0.5), ``keep_fraction`` (default :data:`LOCATOR_KEEP_FRACTION`).
+        ``threshold`` (default :data:`LOCATOR_THRESHOLD`), ``keep_fraction`` (default
+        :data:`LOCATOR_KEEP_FRACTION`), ``reach_mm`` (keep mask pieces within this distance of
+        the largest tree instead, :data:`LOCATOR_REACH_MM`), ``tta`` (average over
+        :data:`LOCATOR_TTA_FLIPS`, default off).
 
     Returns
     -------
@@ -430,4 +433,4 @@ def run_crops(norm, grid: Volume, graph: CenterlineGraph, model: torch.nn.Module
 
 __all__ = ["run_grid", "locate", "run_crops", "centre_points", "crop_starts", "attention", "uncovered_points",
            "pad_value", "model_input", "crop_attention", "border_voxels", "crop_margin", "thin_points", "StageInfo", "MAX_VESSEL_FRACTION", "OVERLAP",
-           "LOCATOR_KEEP_FRACTION", "LOCATOR_THRESHOLD", "LOCATOR_REACH_MM", "MAX_ITERATIONS", "MAX_CROPS"]
+           "LOCATOR_KEEP_FRACTION", "LOCATOR_THRESHOLD", "LOCATOR_REACH_MM", "LOCATOR_TTA_FLIPS", "MAX_ITERATIONS", "MAX_CROPS"]
