@@ -460,12 +460,15 @@ def _main_phase(config: dict, spec: dict, tr: list[PreparedCase], va: list[Prepa
     patch = spec["patch_size"]
     att = attention_settings(opts) if spec["attention"] else None
     val_centres = None
+    # crop models with a locator are validated as predict runs them (the locator's centerline);
+    # only without one are fixed crops on the reference centerline needed
+    as_predict = spec["sampler"] == "crop" and config["locator"] is not None
     if spec["sampler"] == "crop":
         centres = [crop_centres_for_case(c, patch, method=opts["crop_method"], seed=seed) for c in tr]
         log.info("crop centres per training case: %s", [len(c) for c in centres])
-        # validation crops do not depend on the weights: place them once (as validate() would)
-        val_centres = [crop_centres_for_case(c, patch, method=config.get("crop", {}).get("method", "kmeans"),
-                                             seed=int(config.get("seed", 0))) for c in va]
+        if not as_predict:  # validation crops do not depend on the weights: place them once
+            val_centres = [crop_centres_for_case(c, patch, method=config.get("crop", {}).get("method", "kmeans"),
+                                                 seed=int(config.get("seed", 0))) for c in va]
 
         def plan(epoch: int) -> list[PatchItem]:
             return crop_plan(tr, centres, patch, seed=seed, epoch=epoch, jitter=opts["crop_jitter"],
@@ -476,7 +479,7 @@ def _main_phase(config: dict, spec: dict, tr: list[PreparedCase], va: list[Prepa
                              fg_fraction=opts["fg_fraction"])
     return _Phase("model", config["network"], config, tr, va, plan, att, "model.safetensors", "last.safetensors",
                   patch_budget, epochs, val_centres,
-                  val_files=list(val_cases) if spec["sampler"] == "crop" and config["locator"] is not None else None)
+                  val_files=list(val_cases) if as_predict else None)
 
 
 def attention_settings(opts: dict) -> dict:
