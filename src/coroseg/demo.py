@@ -63,8 +63,8 @@ class DemoPlan:
     """
 
     cases: int = 12
-    patch_budget: int = 4500
-    locator_budget: int = 4500
+    patch_budget: int = 4000
+    locator_budget: int = 4000
     batch_size: int = 4
     lr: float = 3e-3
     val_every: int = 10

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from coroseg.infer.outputs import mask_stats, mesh_from_mask, output_extension, read_stl, write_stl
-from coroseg.infer.postprocess import (PostprocessOptions, fill_holes, keep_main_components, postprocess,
-                                       threshold)
+from coroseg.infer.postprocess import (PostprocessOptions, fill_holes, grow_into, keep_main_components,
+                                       postprocess, threshold)
 from coroseg.io.centerline import CenterlineGraph
 from coroseg.io.volume import Volume
 
@@ -64,6 +64,21 @@ def test_keep_within_reach_follows_a_chain_of_pieces(dense: bool, monkeypatch) -
     assert not keep_main_components(far, reach_mm=4.5, **kw)[0:3, 0:3, 50:58].any()
     # reach is in mm: at 2 mm voxels along x the same gaps are twice as far
     assert keep_main_components(m, spacing=(1, 1, 2), reach_mm=4.5, min_piece_mm3=2.0, **kw).sum() == 80
+
+
+def test_grow_into_keeps_only_regions_that_touch_the_seed():
+    prob = np.zeros((10, 10, 30), np.float32)
+    prob[4:6, 4:6, 0:10] = 0.9      # the tree the size rule kept
+    prob[4:6, 4:6, 10:14] = 0.05    # a faint bridge ...
+    prob[4:6, 4:6, 14:20] = 0.8     # ... to a branch piece the size rule dropped
+    prob[0:2, 0:2, 24:30] = 0.9     # a confident island with no bridge (a vein)
+    seed = keep_main_components(prob >= 0.5, n_trees=1, keep_fraction=0.9)
+    assert seed.sum() == 40
+    grown = grow_into(seed, prob >= 0.02)
+    assert grown.sum() == 40 + 16 + 24
+    assert not grown[0:2, 0:2, 24:30].any()
+    assert grow_into(seed, prob >= 0.1).sum() == 40  # the bridge is below this level
+    assert not grow_into(np.zeros_like(seed), prob >= 0.02).any()
 
 
 def test_fill_holes_fills_cavity_only():

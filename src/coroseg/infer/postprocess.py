@@ -258,6 +258,21 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def grow_into(seed: np.ndarray, region: np.ndarray, connectivity: int = 26) -> np.ndarray:
+    """``seed`` plus every connected component of ``region`` that touches it (hysteresis)."""
+    import cc3d
+
+    region = np.asarray(region, bool) | np.asarray(seed, bool)
+    box = bounding_box(region)
+    if box is None:
+        return np.zeros(region.shape, bool)
+    labels = cc3d.connected_components(region[box], connectivity=connectivity)
+    hit = np.unique(labels[np.asarray(seed, bool)[box]])
+    out = np.zeros(region.shape, bool)
+    out[box] = np.isin(labels, hit[hit > 0])
+    return out
+
+
 def postprocess(prob: np.ndarray, options: PostprocessOptions = PostprocessOptions(), *,
                 spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> np.ndarray:
     """Threshold, keep the main trees, fill holes (each per ``options``).
@@ -283,5 +298,5 @@ def postprocess(prob: np.ndarray, options: PostprocessOptions = PostprocessOptio
     return mask.astype(np.uint8)
 
 
-__all__ = ["REACH_MM", "PostprocessOptions", "threshold", "keep_main_components", "fill_holes", "postprocess", "label_components",
+__all__ = ["REACH_MM", "PostprocessOptions", "threshold", "keep_main_components", "fill_holes", "postprocess", "grow_into", "label_components",
            "bounding_box"]
