@@ -26,6 +26,13 @@ app = typer.Typer(
 
 EXISTING = dict(exists=True, resolve_path=False)
 
+#: what Ctrl-C leaves behind, set by the running command (printed by :func:`main`)
+_ON_INTERRUPT = {"note": "interrupted"}
+
+
+def _on_interrupt(note: str) -> None:
+    _ON_INTERRUPT["note"] = note
+
 
 def _version(value: bool) -> None:
     if value:
@@ -84,12 +91,12 @@ def train(
 ) -> None:
     """Train a 2D/3D U-Net with grid or centerline-crop sampling (DDP under torchrun)."""
     from coroseg.train import train as train_fn
-    from coroseg.train.__main__ import parse_overrides
+    from coroseg.train.options import TRAIN_OPTIONS, parse_overrides
 
     run_dir = train_fn(data, out, model=model, epochs=epochs, batch_size=batch_size, attention=attention,
                        patch_budget=patch_budget, device=device, resume=resume, seed=seed, lr=lr,
                        val_every=val_every, early_stop=early_stop or None, progress=progress,
-                       **parse_overrides(overrides))
+                       **parse_overrides(overrides, own_options=TRAIN_OPTIONS))
     typer.echo(f"run folder: {run_dir}")
 
 
@@ -114,6 +121,8 @@ def predict(
     from coroseg.infer.postprocess import PostprocessOptions
 
     prior: str | Path = centerline if centerline in ("auto", "none") else Path(centerline)
+    _on_interrupt(f"{output}: predict interrupted; scans finished before are complete (listed in summary.json), "
+                  "nothing of the scan in progress was kept")
     summaries = predict_fn(model, input, output, centerline=prior, device=device, save_prob=save_prob, mesh=mesh,
                            postprocess=PostprocessOptions(threshold=threshold, keep_trees=keep_trees,
                                                           fill_holes=fill_holes,
@@ -134,6 +143,7 @@ def test_cmd(
     """Predict a held-out split and score it on whole volumes (Dice, HD95, clDice, ...)."""
     from coroseg.eval.testing import test_run
 
+    _on_interrupt(f"{out}: test interrupted; nothing of this run was kept")
     _, table = test_run(model, data, out, split=split, centerlines=centerline, device=device)
     typer.echo(table)
 
@@ -165,6 +175,7 @@ def export(
 
     if to != "nnunet":
         raise CorosegError(f"unknown export format '{to}'; expected nnunet")
+    _on_interrupt(f"{out}: export interrupted; nothing of this export was kept (an earlier one is unchanged)")
     path = export_nnunet(load_dataset(data), out, dataset_id=dataset_id)
     typer.echo(f"nnU-Net dataset: {path}")
 
@@ -196,11 +207,11 @@ def experiment(
 ) -> None:
     """Grid vs centerline crops (2D/3D), attention ablation and budget sweep; writes results.md."""
     from coroseg.experiment import run_experiment
-    from coroseg.train.__main__ import parse_overrides
+    from coroseg.train.options import TRAIN_OPTIONS, parse_overrides
 
     typer.echo(run_experiment(data, out, patch_budget=patch_budget, seeds=seeds, device=device, lr=lr,
                               val_every=val_every, batch_size=batch_size, baselines=baselines,
-                              overrides=parse_overrides(overrides)))
+                              overrides=parse_overrides(overrides, own_options=TRAIN_OPTIONS)))
 
 
 @app.command()
@@ -226,16 +237,15 @@ def centerline(
     bridge_gap_mm: float = typer.Option(2.0, "--bridge-gap-mm", help="Bridge gaps up to this length."),
 ) -> None:
     """Extract a centerline graph (ostia, branches, radii) from a vessel mask."""
-    from coroseg.io.centerline_files import read_centerline, write_centerline
+    from coroseg.io.centerline_files import read_centerline
     from coroseg.io.volume import read_volume
-    from coroseg.prior import centerline_from_mask, centerline_overlap
+    from coroseg.prior import centerline_overlap
+    from coroseg.prior.skeleton import centerline_file
 
-    mask = read_volume(label, is_label=True)
-    graph = centerline_from_mask(mask, min_spur_mm=min_spur_mm, bridge_gap_mm=bridge_gap_mm)
-    write_centerline(graph, out)
+    graph = centerline_file(label, out, min_spur_mm=min_spur_mm, bridge_gap_mm=bridge_gap_mm)
     typer.echo(f"{graph} -> {out}")
     if reference is not None:
-        ov = centerline_overlap(graph, read_centerline(reference, reference=mask))
+        ov = centerline_overlap(graph, read_centerline(reference, reference=read_volume(label, is_label=True)))
         typer.echo("overlap: " + ", ".join(f"{k}={v:.3f}" for k, v in ov.items() if isinstance(v, float)))
 
 
@@ -247,12 +257,9 @@ def convert_centerline(
     coords: str = typer.Option("auto", "--coords", help="Frame of a .vtp input: auto, lps, ras or image."),
 ) -> None:
     """Convert a centerline between VTP, GML and 3D Slicer markups (always LPS on output)."""
-    from coroseg.io.centerline_files import read_centerline, write_centerline
-    from coroseg.io.volume import read_volume
+    from coroseg.io.centerline_files import convert_centerline as convert
 
-    ref = read_volume(reference, is_label=True) if reference else None
-    graph = read_centerline(src, reference=ref, coords=coords)
-    write_centerline(graph, dst)
+    graph = convert(src, dst, reference=reference, coords=coords)
     typer.echo(f"{graph} -> {dst}")
 
 
@@ -269,8 +276,7 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo(f"coroseg: error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        typer.echo("coroseg: interrupted", err=True)
-        sys.exit(130)
+        code = 130
     except Exception as exc:
         if _is(exc, "NoArgsIsHelpError"):
             ctx = getattr(exc, "ctx", None)
@@ -285,7 +291,10 @@ def main(argv: list[str] | None = None) -> None:
             typer.echo(f"coroseg: error: {exc.format_message()}", err=True)
             sys.exit(getattr(exc, "exit_code", 1))
         if _is(exc, "Abort"):
-            typer.echo("coroseg: interrupted", err=True)
+            typer.echo(f"coroseg: error: {_ON_INTERRUPT['note']}", err=True)
             sys.exit(130)
         raise
+    if code == 130:  # Typer turns Ctrl-C into exit code 130 before a KeyboardInterrupt reaches us
+        typer.echo(f"coroseg: error: {_ON_INTERRUPT['note']}", err=True)
+        sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)

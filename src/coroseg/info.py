@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from coroseg.io.volume import Volume, read_volume, volume_extension
+from coroseg.io.volume import Volume, check_regular_file, read_volume, volume_extension
 
 
 def orientation_code(vol: Volume) -> str:
@@ -83,6 +83,8 @@ def describe(path: str | Path) -> dict:
     path = Path(path)
     if not path.exists():
         raise InputError("no such file or folder", path)
+    if not path.is_dir():
+        check_regular_file(path)  # a named pipe would block the reader forever
     from coroseg.io.centerline_files import centerline_extension
 
     if path.is_file() and centerline_extension(path):  # .vtp, .gml, .mrk.json

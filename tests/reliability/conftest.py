@@ -20,6 +20,18 @@ class CliResult:
     err: str
 
 
+@pytest.fixture(autouse=True)
+def _keep_locale():
+    """GDCM's DICOM writer (used to build test series) switches the C locale to "C": restore it,
+    or later tests' subprocess pipes decode as ASCII."""
+    import locale
+
+    saved = locale.setlocale(locale.LC_ALL)
+    yield
+    if locale.setlocale(locale.LC_ALL) != saved:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
 @pytest.fixture
 def cli(capfd):
     """Run ``coroseg.cli.main(argv)`` in process; return exit code, stdout and stderr.

@@ -14,7 +14,9 @@ Layout written (``out_dir/Dataset<ID>_<name>/``)::
 
 Images and labels are read with :func:`coroseg.io.volume.read_volume` (any supported format,
 DICOM folders included) and written as NIfTI with their geometry unchanged. Each label must
-share its image's grid and hold only {0, 1}.
+share its image's grid and hold only {0, 1}. The dataset folder is built beside its target and
+swapped in when complete: a re-export replaces an earlier one whole, and a failed one leaves it
+untouched.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Protocol
 import numpy as np
 
 from coroseg.errors import GeometryError, InputError
-from coroseg.io.atomic import write_json
+from coroseg.io.atomic import staged_folder, write_json
 from coroseg.io.volume import grid_mismatch, read_volume, write_volume
 
 log = logging.getLogger(__name__)
@@ -105,14 +107,15 @@ def export_nnunet(cases: Iterable[CaseLike], out_dir: str | Path, *, dataset_id:
     root = Path(out_dir) / f"Dataset{int(dataset_id):03d}_{name}"
     n_train = 0
     folds: dict[str, list[str]] = {"train": [], "val": []}
-    written: list[Path] = []
-    try:
+    # built beside the target and swapped in when complete: a failed or interrupted re-run
+    # leaves an earlier export of the same dataset exactly as it was
+    with staged_folder(root) as stage:
         for c in tqdm(cases, desc="export", unit="case", disable=None if progress else True):
             split = c.split or "train"
             tr = split != "test"
             img = read_volume(c.image)
             lab = None
-            if c.label is not None:  # checked before anything of this case is written
+            if c.label is not None:
                 lab = read_volume(c.label, is_label=True)
                 problem = grid_mismatch(img, lab)
                 if problem:
@@ -122,26 +125,22 @@ def export_nnunet(cases: Iterable[CaseLike], out_dir: str | Path, *, dataset_id:
                     raise InputError(f"label values {sorted(int(v) for v in bad)} found; expected only 0 and 1",
                                      c.label)
                 lab.array = lab.array.astype(np.uint8)
-            written.append(write_volume(img, root / ("imagesTr" if tr else "imagesTs") / f"{c.case_id}_0000.nii.gz"))
+            write_volume(img, stage / ("imagesTr" if tr else "imagesTs") / f"{c.case_id}_0000.nii.gz")
             if lab is not None:
-                written.append(write_volume(lab, root / ("labelsTr" if tr else "labelsTs") / f"{c.case_id}.nii.gz"))
+                write_volume(lab, stage / ("labelsTr" if tr else "labelsTs") / f"{c.case_id}.nii.gz")
             if tr:
                 n_train += 1
                 folds[split].append(c.case_id)
-    except BaseException:
-        for f in written:  # a failed export leaves none of its files behind
-            f.unlink(missing_ok=True)
-        raise
-    write_json(root / "dataset.json", {
-        "name": name,
-        "description": "Coronary artery lumen segmentation in CT coronary angiography (exported by coroseg)",
-        "channel_names": {"0": "CT"},
-        "labels": {"background": 0, "coronary": 1},
-        "numTraining": n_train,
-        "file_ending": ".nii.gz",
-        "overwrite_image_reader_writer": "SimpleITKIO",
-    })
-    if folds["val"]:
-        write_json(root / "splits_final.json", [folds])
+        write_json(stage / "dataset.json", {
+            "name": name,
+            "description": "Coronary artery lumen segmentation in CT coronary angiography (exported by coroseg)",
+            "channel_names": {"0": "CT"},
+            "labels": {"background": 0, "coronary": 1},
+            "numTraining": n_train,
+            "file_ending": ".nii.gz",
+            "overwrite_image_reader_writer": "SimpleITKIO",
+        })
+        if folds["val"]:
+            write_json(stage / "splits_final.json", [folds])
     log.info("exported %d training and %d test cases to %s", n_train, len(cases) - n_train, root)
     return root

@@ -20,7 +20,7 @@ from coroseg.data.cache import load_centerline, read_case
 from coroseg.errors import CorosegError
 from coroseg.eval.evaluate import summary_table, write_csv
 from coroseg.eval.metrics import all_metrics
-from coroseg.io.atomic import write_text
+from coroseg.io.atomic import staged_files, write_text
 from coroseg.io.volume import write_volume
 
 log = logging.getLogger(__name__)
@@ -72,17 +72,22 @@ def test_run(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, *, 
         centerlines = ("none",)
     cases = split_cases(run_dir, data_dir, split)
     rows: list[dict] = []
-    bar = tqdm(total=len(cases) * len(centerlines), desc=f"test {split}", unit="case", disable=not progress)
-    for case in cases:
-        image, label = read_case(case)  # once per case, checked as in training
-        ref = label.array > 0
-        for mode in centerlines:
-            rows.append(_test_one(run, case, image, label, ref, mode, dev, out_dir, save_predictions))
-            bar.update(1)
-    bar.close()
-    write_csv(out_dir / "metrics.csv", rows)
-    table = results_by_mode(rows, title=f"{run.config.get('model')} on {split} ({len(cases)} cases)")
-    write_text(out_dir / "summary.md", table)
+    # everything is written into a hidden folder and moved into out_dir when every case is done:
+    # a bad case (or Ctrl-C) leaves no predictions of the cases before it
+    with staged_files(out_dir) as stage:
+        bar = tqdm(total=len(cases) * len(centerlines), desc=f"test {split}", unit="case", disable=not progress)
+        try:
+            for case in cases:
+                image, label = read_case(case)  # once per case, checked as in training
+                ref = label.array > 0
+                for mode in centerlines:
+                    rows.append(_test_one(run, case, image, label, ref, mode, dev, stage, save_predictions))
+                    bar.update(1)
+        finally:
+            bar.close()  # before any error line, so the bar does not redraw after it
+        write_csv(stage / "metrics.csv", rows)
+        table = results_by_mode(rows, title=f"{run.config.get('model')} on {split} ({len(cases)} cases)")
+        write_text(stage / "summary.md", table)
     return rows, table
 
 

@@ -12,6 +12,13 @@ For each scan ``<id>`` the output folder receives, each file written atomically:
                               (entries of other scans already in the folder are kept)
 
 ``<ext>`` is the input's extension (``.nii.gz`` for a DICOM series).
+
+A scan's files are written into a hidden folder and moved into place together
+(:func:`coroseg.io.atomic.staged_files`); its entry is then added to ``summary.json`` under a
+lock (re-read first), so runs writing into one folder never drop each other's cases. **A scan is
+complete when summary.json lists it without an error and every file of its entry exists**
+(:func:`complete_cases`). Files of a folder that are outputs listed in its own summary.json
+are never taken as inputs (``--input D --output D`` twice does not segment its own masks).
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from coroseg.infer.outputs import (geometry_dict, mask_stats, mesh_from_mask, ou
                                    write_centerline_files, write_stl)
 from coroseg.infer.pipeline import case_id, find_inputs, load, predict_volume, resolve_device
 from coroseg.infer.postprocess import PostprocessOptions
-from coroseg.io.atomic import write_json
+from coroseg.io.atomic import locked, staged_files, write_json
 from coroseg.io.centerline import CenterlineGraph
 from coroseg.io.volume import read_volume, write_volume
 
@@ -108,6 +115,13 @@ def predict(
     loaded = load(run, dev)
     run_dir = getattr(loaded, "run_dir", None)
 
+    own = set(complete_cases(output_dir)) if output_dir.is_dir() else set()
+    if own:  # a folder that is also the output folder: skip what earlier runs wrote there
+        out_res = output_dir.resolve()
+        paths = [p for p in paths if not (p.parent.resolve() == out_res and p.name in own)]
+        if not paths:
+            raise InputError("holds only coroseg outputs listed in its summary.json; nothing to segment",
+                             inputs if isinstance(inputs, (str, Path)) else output_dir)
     ids = [case_id(p) for p in paths]
     dupes = {i for i in ids if ids.count(i) > 1}
     if dupes:
@@ -116,46 +130,73 @@ def predict(
 
     summaries: list[dict] = []
     failures: list[tuple[Path, str]] = []
-    earlier = _earlier_cases(output_dir / "summary.json", set(ids))
-    iterator = paths
-    if progress and len(paths) > 1:
-        from tqdm.auto import tqdm
+    header = {"coroseg_version": __version__, "run": None if run_dir is None else str(run_dir),
+              "model": loaded.config.get("model"), "device": str(dev)}
+    from tqdm.auto import tqdm
 
-        iterator = tqdm(paths, desc="predict", unit="scan")
-    for path in iterator:
-        try:
-            summaries.append(_predict_one(loaded, path, output_dir, centerline=centerline, device=dev,
-                                          save_prob=save_prob, mesh=mesh, postprocess=postprocess, precision=precision,
-                                          iterate=iterate, batch_size=batch_size))
-        except CorosegError as exc:
-            if len(paths) == 1:
+    bar = tqdm(paths, desc="predict", unit="scan", disable=not (progress and len(paths) > 1))
+    try:
+        for path in bar:
+            try:
+                with staged_files(output_dir) as stage:
+                    entry = _predict_one(loaded, path, stage, centerline=centerline, device=dev,
+                                         save_prob=save_prob, mesh=mesh, postprocess=postprocess,
+                                         precision=precision, iterate=iterate, batch_size=batch_size)
+            except CorosegError as exc:
+                if len(paths) == 1:
+                    raise
+                log.error("%s", exc)
+                failures.append((path, str(exc)))
+                entry = {"id": case_id(path), "input": str(path), "error": str(exc)}
+            summaries.append(entry)
+            try:
+                _record_case(output_dir, header, entry)
+            except CorosegError:
+                # a case whose summary cannot be written is not finished: remove its files too
+                _remove_outputs(output_dir, entry.get("files", {}))
                 raise
-            log.error("%s", exc)
-            failures.append((path, str(exc)))
-            summaries.append({"id": case_id(path), "input": str(path), "error": str(exc)})
-        try:
-            write_json(output_dir / "summary.json", {
-                "coroseg_version": __version__, "run": None if run_dir is None else str(run_dir),
-                "model": loaded.config.get("model"), "device": str(dev), "cases": earlier + summaries})
-        except CorosegError:
-            # a case whose summary cannot be written is not finished: remove its files too
-            _remove_outputs(output_dir, summaries[-1].get("files", {}))
-            raise
+    finally:
+        bar.close()
     if failures:
         raise CorosegError(f"{len(failures)} of {len(paths)} scans failed: "
                            + "; ".join(msg for _, msg in failures), output_dir / "summary.json")
     return summaries
 
 
-def _earlier_cases(path: Path, ids: set[str]) -> list[dict]:
-    """Cases of an existing summary.json in the output folder that this run does not redo."""
+def _summary_cases(output_dir: Path) -> list[dict]:
+    """The case entries of ``output_dir/summary.json`` ([] when missing or unreadable)."""
     import json
 
     try:
-        cases = json.loads(path.read_text(encoding="utf-8"))["cases"]
-        return [c for c in cases if isinstance(c, dict) and c.get("id") not in ids]
-    except (OSError, ValueError, KeyError, TypeError):
+        cases = json.loads((output_dir / "summary.json").read_text(encoding="utf-8"))["cases"]
+        return [c for c in cases if isinstance(c, dict) and isinstance(c.get("id"), str)]
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return []
+
+
+def complete_cases(output_dir: str | Path) -> dict[str, str]:
+    """``{file name: case id}`` of every output of the complete cases in ``output_dir``.
+
+    A case is complete when ``summary.json`` lists it without an error and every file named in
+    its entry exists (a case interrupted before its entry was written is not complete).
+    """
+    output_dir = Path(output_dir)
+    out: dict[str, str] = {}
+    for c in _summary_cases(output_dir):
+        files = c.get("files")
+        if "error" in c or not isinstance(files, dict):
+            continue
+        names = [Path(str(n)).name for n in files.values()]
+        if names and all((output_dir / n).is_file() for n in names):
+            out.update({n: c["id"] for n in names})
+    return out
+
+
+def _record_case(output_dir: Path, header: dict, entry: dict) -> None:
+    """Add (or replace) ``entry`` in ``output_dir/summary.json``, re-read under a lock."""
+    with locked(output_dir):
+        cases = [c for c in _summary_cases(output_dir) if c.get("id") != entry["id"]]
+        write_json(output_dir / "summary.json", {**header, "cases": cases + [entry]})
 
 
 def _predict_one(loaded, path: Path, output_dir: Path, *, centerline, device, save_prob: bool, mesh: bool, precision: str,
@@ -169,22 +210,16 @@ def _predict_one(loaded, path: Path, output_dir: Path, *, centerline, device, sa
     cid = case_id(path)
     ext = output_extension(path)
     t0 = time.perf_counter()
-    files: dict[str, Path] = {}
-    try:
-        files["seg"] = write_volume(pred.seg, output_dir / f"{cid}_seg{ext}")
-        if save_prob:
-            files["prob"] = write_volume(pred.prob, output_dir / f"{cid}_prob{ext}")
-        if pred.graph is not None and len(pred.graph) > 0:
-            for p in write_centerline_files(pred.graph, output_dir / f"{cid}_centerline"):
-                files["centerline" + "".join(p.suffixes[-2:] if p.name.endswith(".mrk.json") else p.suffixes[-1:])] = p
-        if mesh:
-            verts, faces = mesh_from_mask(pred.seg)
-            files["mesh"] = write_stl(output_dir / f"{cid}_vessels.stl", verts, faces)
-    except BaseException:
-        # a mask without its other outputs would look like a finished case
-        _remove_outputs(output_dir, files)
-        _remove_outputs(output_dir, {s: f"{cid}_centerline{s}" for s in (".vtp", ".gml", ".mrk.json")})
-        raise
+    files: dict[str, Path] = {}  # written into the caller's staging folder, moved into place together
+    files["seg"] = write_volume(pred.seg, output_dir / f"{cid}_seg{ext}")
+    if save_prob:
+        files["prob"] = write_volume(pred.prob, output_dir / f"{cid}_prob{ext}")
+    if pred.graph is not None and len(pred.graph) > 0:
+        for p in write_centerline_files(pred.graph, output_dir / f"{cid}_centerline"):
+            files["centerline" + "".join(p.suffixes[-2:] if p.name.endswith(".mrk.json") else p.suffixes[-1:])] = p
+    if mesh:
+        verts, faces = mesh_from_mask(pred.seg)
+        files["mesh"] = write_stl(output_dir / f"{cid}_vessels.stl", verts, faces)
     t_write = time.perf_counter() - t0
     timings = {"read": round(t_read, 4), **{k: v for k, v in pred.timings.items() if k != "total"},
                "write": round(t_write, 4), "total": round(t_read + pred.timings["total"] + t_write, 4)}
@@ -207,4 +242,4 @@ def _remove_outputs(output_dir: Path, files: dict) -> None:
             pass
 
 
-__all__ = ["predict"]
+__all__ = ["predict", "complete_cases"]

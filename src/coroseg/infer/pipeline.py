@@ -291,11 +291,13 @@ def find_inputs(path: str | Path) -> list[Path]:
     A folder holding volume files (``.nrrd``, ``.nii.gz``, ...) is a batch, sorted by name;
     a folder holding none is read as one DICOM series.
     """
-    from coroseg.io.volume import volume_extension
+    from coroseg.io.volume import check_regular_file, volume_extension
 
     path = Path(path)
     if not path.exists():
         raise InputError("no such file or folder", path)
+    if not path.is_dir():
+        check_regular_file(path)  # a named pipe would block the reader forever
     if path.is_file():
         if volume_extension(path) is None:
             raise InputError(f"unsupported file type {''.join(path.suffixes) or '(none)'}; expected a "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,6 +57,116 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _temp_dir(parent: Path, prefix: str) -> Path:
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    except OSError as exc:
+        raise CorosegError(f"cannot write output folder ({exc.strerror})", parent) from None
+
+
+@contextlib.contextmanager
+def staged_files(folder: str | Path) -> Iterator[Path]:
+    """Yield a hidden temporary folder inside ``folder``; on success move what was written there
+    into ``folder`` (sub-folders kept, existing files of the same name replaced).
+
+    The outputs of one unit of work (a case's mask, centerlines and mesh) then appear together
+    or not at all: on any exception, or when a move fails, everything written or moved so far
+    is removed and ``folder`` keeps only what it had. A kill leaves at most the hidden folder.
+    """
+    folder = Path(folder)
+    tmp = _temp_dir(folder, ".coroseg-partial-")
+    moved: list[Path] = []
+    try:
+        yield tmp
+        files = sorted(p for p in tmp.rglob("*") if p.is_file())
+        for f in files:
+            dst = folder / f.relative_to(tmp)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(f, dst)
+            moved.append(dst)
+    except OSError as exc:
+        for m in moved:
+            m.unlink(missing_ok=True)
+        raise CorosegError(f"cannot write file ({exc.strerror})", _unstaged(exc.filename, tmp, folder)) from None
+    except CorosegError as exc:
+        for m in moved:
+            m.unlink(missing_ok=True)
+        if exc.path is None or tmp not in exc.path.parents:
+            raise
+        raise type(exc)(exc.problem, _unstaged(exc.path, tmp, folder)) from None  # name the real target
+    except BaseException:
+        for m in moved:
+            m.unlink(missing_ok=True)
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _unstaged(path, tmp: Path, folder: Path) -> Path:
+    """Where a file of the staging folder ``tmp`` was meant to go in ``folder``."""
+    if path is None:
+        return folder
+    path = Path(path)
+    return folder / path.relative_to(tmp) if tmp in path.parents else path
+
+
+@contextlib.contextmanager
+def staged_folder(target: str | Path) -> Iterator[Path]:
+    """Yield a hidden temporary folder beside ``target``; on success it becomes ``target``.
+
+    An earlier ``target`` is replaced only once the new one is complete (moved aside, the new
+    folder renamed in, the old one deleted), so a failed or interrupted re-run leaves the
+    earlier result exactly as it was.
+    """
+    target = Path(target)
+    tmp = _temp_dir(target.parent, f".{target.name}.partial-")
+    old = None
+    try:
+        yield tmp
+        if target.exists():
+            old = target.parent / f".{target.name}.old-{os.getpid()}"
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+        os.replace(tmp, target)
+    except OSError as exc:
+        if old is not None and not target.exists():
+            os.replace(old, target)
+            old = None
+        raise CorosegError(f"cannot write output folder ({exc.strerror})", target) from None
+    except BaseException:
+        if old is not None and not target.exists():
+            os.replace(old, target)
+            old = None
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def locked(folder: str | Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``folder`` for the block: processes writing into one
+    folder (two ``predict`` runs, job-array parts) take turns at a read-modify-write of a shared
+    file. The lock is on the folder itself, so no lock file is left behind; where ``fcntl`` is
+    missing (Windows) the block runs unlocked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError as exc:
+        raise CorosegError(f"cannot write output folder ({exc.strerror})", folder) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def write_text(path: str | Path, text: str) -> None:

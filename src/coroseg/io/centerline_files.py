@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from coroseg.errors import InputError
+from coroseg.errors import CorosegError, InputError
 from coroseg.io.centerline import CenterlineGraph
 from coroseg.io.volume import Volume
 
@@ -50,6 +50,10 @@ def read_centerline(path: str | Path, *, reference: Volume | None = None,
     InputError
         Missing file, unsupported extension, corrupt content, NaN/inf coordinates, empty graph.
     """
+    from coroseg.io.vtp import COORDS
+
+    if coords not in COORDS:
+        raise CorosegError(f"--coords must be one of {', '.join(COORDS)}, not {coords!r}")
     path = Path(path)
     ext = centerline_extension(path)
     if ext is None:
@@ -101,6 +105,24 @@ def write_centerline(graph: CenterlineGraph, path: str | Path, **options) -> Non
         from coroseg.io.slicer import write_markups
 
         write_markups(graph, path, **options)
+
+
+def convert_centerline(src: str | Path, dst: str | Path, *, reference: str | Path | None = None,
+                       coords: str = "auto") -> CenterlineGraph:
+    """Read ``src`` (any centerline format), write ``dst`` (format by extension, LPS).
+
+    ``reference`` is the image (or mask) the centerline belongs to: only its geometry is used,
+    to resolve a ``.vtp`` file's frame and to refuse a centerline that lies outside it
+    (:func:`check_centerline_in_image`).
+    """
+    from coroseg.io.volume import read_volume
+
+    ref = None if reference is None else read_volume(reference)
+    graph = read_centerline(src, reference=ref, coords=coords)
+    if ref is not None:
+        check_centerline_in_image(graph, ref, src)
+    write_centerline(graph, dst)
+    return graph
 
 
 def outside_mask(points: np.ndarray, reference: Volume, *, margin_mm: float = 0.0) -> np.ndarray:

@@ -90,6 +90,26 @@ def write_markups(graph: CenterlineGraph, path: str | Path, *, name: str | None 
     write_json(path, curves_document(graph, name=name))
 
 
+def _radius_measurement(measurements, n: int, curve: int, path: Path) -> np.ndarray:
+    """The curve's ``Radius`` measurement per control point (NaN where absent or null)."""
+    rad = np.full(n, np.nan)
+    if measurements is None:
+        return rad
+    if not isinstance(measurements, list):
+        raise InputError(f"curve {curve}: 'measurements' must be a list of objects, "
+                         f"found {type(measurements).__name__}", path)
+    for meas in measurements:
+        if not isinstance(meas, dict):
+            raise InputError(f"curve {curve}: every measurement must be an object, found {meas!r:.40}", path)
+        vals = meas.get("controlPointValues")
+        if meas.get("name") == "Radius" and isinstance(vals, list) and len(vals) == n:
+            try:
+                rad = np.array([np.nan if v is None else float(v) for v in vals], dtype=float)
+            except (TypeError, ValueError):
+                raise InputError(f"curve {curve}: Radius 'controlPointValues' must be numbers or null", path) from None
+    return rad
+
+
 def read_markups(path: str | Path, *, merge_tol: float = MERGE_TOL_MM) -> CenterlineGraph:
     """Read the curves (and open/closed polylines) of a markups file into one graph, LPS mm.
 
@@ -109,6 +129,8 @@ def read_markups(path: str | Path, *, merge_tol: float = MERGE_TOL_MM) -> Center
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"not valid JSON ({exc})", path) from None
+    except RecursionError:
+        raise InputError("not valid JSON (nested too deeply)", path) from None
     marks = doc.get("markups") if isinstance(doc, dict) else None
     if not isinstance(marks, list):
         raise InputError("expected a Slicer markups file with a 'markups' list", path)
@@ -127,13 +149,8 @@ def read_markups(path: str | Path, *, merge_tol: float = MERGE_TOL_MM) -> Center
             raise InputError(f"curve {mi} has a NaN or infinite control point position", path)
         if str(m.get("coordinateSystem", "LPS")).upper() == "RAS":
             pts = pts * np.array([-1.0, -1.0, 1.0])
-        rad = np.full(len(pts), np.nan)
-        for meas in m.get("measurements") or []:
-            vals = meas.get("controlPointValues") if isinstance(meas, dict) else None
-            if meas.get("name") == "Radius" and isinstance(vals, list) and len(vals) == len(pts):
-                rad = np.array([np.nan if v is None else float(v) for v in vals])
         lines.append(pts)
-        radii.append(rad)
+        radii.append(_radius_measurement(m.get("measurements"), len(pts), mi, path))
     if not lines:
         raise InputError("markups file holds no curves", path)
     return CenterlineGraph.from_polylines(lines, radii, merge_tol=merge_tol)

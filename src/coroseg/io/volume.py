@@ -171,12 +171,52 @@ def read_volume(path: str | Path, *, is_label: bool = False, check_finite: bool 
     if path.is_dir():
         img = _read_dicom_series(path)
     else:
+        check_regular_file(path)
         if volume_extension(path) is None:
             raise InputError(
                 f"unsupported file type {''.join(path.suffixes) or '(none)'}; "
                 f"expected one of {', '.join(VOLUME_EXTENSIONS)} or a DICOM folder", path)
+        if path.name.lower().endswith(".nrrd"):
+            _check_nrrd_header(path)
         img = _sitk_read(path)
     return _checked(img, path, is_label=is_label, check_finite=check_finite)
+
+
+def check_regular_file(path: Path) -> None:
+    """Refuse what is not a plain file (a named pipe or device would block the reader forever)."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise InputError(f"cannot read file ({exc.strerror})", path) from None
+    if not stat.S_ISREG(mode):
+        kind = "a named pipe" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) \
+            else "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
+        raise InputError(f"is {kind}; expected a volume file", path)
+
+
+#: NRRD header fields with numbers that ITK would silently replace when they are not finite
+_NRRD_GEOMETRY_FIELDS = ("spacings", "space directions", "space origin")
+
+
+def _check_nrrd_header(path: Path) -> None:
+    """Refuse NaN/inf in an NRRD header's geometry (ITK reads ``spacings: 1 nan 1`` as 1 mm)."""
+    import re
+
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(16384)
+    except OSError as exc:
+        raise InputError(f"cannot read file ({exc.strerror})", path) from None
+    if not head.startswith(b"NRRD"):
+        return
+    text = head.split(b"\n\n", 1)[0].decode("latin-1")
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip().lower() in _NRRD_GEOMETRY_FIELDS and re.search(r"(?i)\b(nan|[+-]?inf(inity)?)\b", value):
+            raise InputError(f"NRRD header field '{key.strip()}: {value.strip()[:60]}' is not finite; "
+                             "expected finite numbers", path)
 
 
 def _sitk_read(path: Path) -> sitk.Image:
@@ -282,14 +322,25 @@ def _itk_reason(exc: Exception) -> str:
 
 def _read_dicom_series(folder: Path) -> sitk.Image:
     try:
-        ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
-    except RuntimeError:
-        ids = ()
+        entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    except OSError as exc:
+        raise InputError(f"cannot read folder ({exc.strerror})", folder) from None
+    files = [p for p in entries if _is_plain_file(p)]
+    if not files:
+        raise InputError("folder holds no files; expected volume files (.nrrd, .nii(.gz), .mha/.mhd) "
+                         "or one DICOM series", folder)
+    with _quiet_stderr():  # GDCM prints a warning for every non-DICOM file it looks at
+        try:
+            ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+        except RuntimeError:
+            ids = ()
     if not ids:
-        raise InputError("folder holds no DICOM series", folder)
+        raise InputError("folder holds no volume files (.nrrd, .nii(.gz), .mha/.mhd) and no DICOM series",
+                         folder)
     if len(ids) > 1:
         raise InputError(f"folder holds {len(ids)} DICOM series; expected one (point at one series)", folder)
-    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), ids[0])
+    with _quiet_stderr():
+        files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), ids[0])
     if len(files) < 2:
         raise InputError(f"DICOM series has {len(files)} slice; expected a 3D series", folder)
     _check_slice_positions(folder, files)
@@ -301,6 +352,13 @@ def _read_dicom_series(folder: Path) -> sitk.Image:
         except RuntimeError as exc:
             err = exc
     raise InputError(f"cannot read DICOM series ({_itk_reason(err)})", folder) from None
+
+
+def _is_plain_file(p: Path) -> bool:
+    try:
+        return p.is_file()
+    except OSError:  # a symlink loop, a vanished file
+        return False
 
 
 def _check_slice_positions(folder: Path, files: tuple[str, ...]) -> None:
@@ -335,6 +393,9 @@ def _check_slice_positions(folder: Path, files: tuple[str, ...]) -> None:
 
 
 def _checked(img: sitk.Image, path: Path, *, is_label: bool, check_finite: bool) -> Volume:
+    if "complex" in img.GetPixelIDTypeAsString():
+        raise InputError(f"complex-valued voxels ({img.GetPixelIDTypeAsString()}); expected real CT "
+                         "intensities (HU)", path)
     if img.GetDimension() != 3 or img.GetNumberOfComponentsPerPixel() != 1:
         size = "x".join(str(s) for s in img.GetSize())
         comps = img.GetNumberOfComponentsPerPixel()

@@ -119,8 +119,8 @@ def read_vtp_polylines(path: str | Path) -> tuple[np.ndarray, list[np.ndarray], 
     base = 0
     have_rad = True
     for piece in pieces:
-        n_pts = int(piece.get("NumberOfPoints", "0"))
-        n_lines = int(piece.get("NumberOfLines", "0"))
+        n_pts = _count(piece, "NumberOfPoints", path)
+        n_lines = _count(piece, "NumberOfLines", path)
         pts_el = piece.find("./Points/DataArray")
         if n_pts == 0:
             continue
@@ -164,6 +164,18 @@ def read_vtp_polylines(path: str | Path) -> tuple[np.ndarray, list[np.ndarray], 
     points = np.concatenate(all_pts) if all_pts else np.zeros((0, 3))
     radius = np.concatenate(all_rad) if (all_rad and have_rad) else None
     return points, all_lines, radius
+
+
+def _count(piece: ET.Element, name: str, path: Path) -> int:
+    """A ``<Piece>`` count attribute as a whole number >= 0 (0 when absent)."""
+    text = piece.get(name, "0")
+    try:
+        n = int(text)
+    except ValueError:
+        raise InputError(f"<Piece {name}={text!r:.40}>: expected a whole number", path) from None
+    if n < 0:
+        raise InputError(f"<Piece {name}={n}>: expected a whole number >= 0", path)
+    return n
 
 
 class _Ctx:

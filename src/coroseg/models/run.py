@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import struct
 from pathlib import Path
 
@@ -136,12 +137,16 @@ def read_config(run_dir: str | Path) -> dict:
         cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot read config ({exc})", cfg_path) from None
+    except RecursionError:
+        raise InputError("cannot read config (JSON nested too deeply)", cfg_path) from None
     if not isinstance(cfg, dict):
         raise InputError(f"config must be a JSON object, found {type(cfg).__name__}", cfg_path)
     for key in CONFIG_KEYS:
         if key not in cfg:
             raise InputError(f"config lacks key {key!r}", cfg_path)
     loc = cfg["locator"]
+    if loc is not None and not isinstance(loc, dict):
+        raise InputError(f"config locator: expected an object or null, found {type(loc).__name__}", cfg_path)
     if loc is not None:
         for key in ("spacing", "patch_size", "network", "intensity", "weights"):
             if key not in loc:
@@ -151,7 +156,93 @@ def read_config(run_dir: str | Path) -> dict:
         problem = _intensity_problem(inten)
         if problem:
             raise InputError(f"config {where}: {problem}", cfg_path)
+    problem = config_problem(cfg)
+    if problem:
+        raise InputError(f"config {problem}", cfg_path)
     return cfg
+
+
+def _number(v, lo: float = -math.inf, hi: float = math.inf) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and lo <= v <= hi
+
+
+def config_problem(cfg: dict) -> str | None:
+    """What in a run config the inference code cannot use (``"key=value: expected ..."``), or None.
+
+    Checks every value that loading and ``predict`` read: model, dims, sampler, attention,
+    network, patch size and spacing (bounded, so a tampered file cannot ask for terabytes or
+    a 0-mm grid), the locator block and the optional attention / crop / seed settings.
+    """
+    from coroseg.models.registry import MODEL_NAMES, grid_problem, network_problem
+    from coroseg.prior.attention import MODES
+    from coroseg.prior.crops import METHODS
+
+    simple = [("model", lambda v: v in MODEL_NAMES, "one of " + ", ".join(MODEL_NAMES)),
+              ("dims", lambda v: v in (2, 3) and not isinstance(v, bool), "2 or 3"),
+              ("sampler", lambda v: v in ("grid", "crop"), "grid or crop"),
+              ("attention", lambda v: isinstance(v, bool), "true or false"),
+              ("in_channels", lambda v: v in (1, 2) and not isinstance(v, bool), "1 or 2")]
+    for key, ok, expected in simple:
+        if not ok(cfg[key]):
+            return f"{key}={cfg[key]!r:.60}: expected {expected}"
+    problem = network_problem(cfg["network"])
+    if problem:
+        return f"network: {problem}"
+    problem = grid_problem(cfg["patch_size"], cfg["spacing"], cfg["dims"])
+    if problem:
+        return problem
+    net = cfg["network"]
+    agree = [("network.spatial_dims", net["spatial_dims"], "dims", cfg["dims"]),
+             ("network.in_channels", net["in_channels"], "in_channels", cfg["in_channels"]),
+             ("in_channels", cfg["in_channels"], "1 + attention", 1 + int(cfg["attention"]))]
+    for a, va, b, vb in agree:
+        if va != vb:
+            return f"{a}={va!r} does not match {b}={vb!r}"
+    if (cfg["dims"] == 3) != (cfg["patch_size"][0] > 1):
+        return f"patch_size={cfg['patch_size']!r} does not match dims={cfg['dims']}"
+    if "seed" in cfg and cfg["seed"] is not None and not (_number(cfg["seed"]) and float(cfg["seed"]).is_integer()):
+        return f"seed={cfg['seed']!r:.60}: expected a whole number"
+    att = cfg.get("attention_cfg")
+    if att is not None:
+        if not isinstance(att, dict):
+            return f"attention_cfg: expected an object, found {type(att).__name__}"
+        for key, ok, expected in (("mode", lambda v: v in MODES, "one of " + ", ".join(MODES)),
+                                  ("dilation_mm", lambda v: _number(v, 0, 50), "a number from 0 to 50"),
+                                  ("weight", lambda v: _number(v, -100, 100), "a number from -100 to 100"),
+                                  ("combine", lambda v: v in ("stack", "add"), "stack or add")):
+            if att.get(key) is not None and not ok(att[key]):
+                return f"attention_cfg.{key}={att[key]!r:.60}: expected {expected}"
+    crop = cfg.get("crop")
+    if crop is not None:
+        if not isinstance(crop, dict):
+            return f"crop: expected an object, found {type(crop).__name__}"
+        if crop.get("method") is not None and crop["method"] not in METHODS:
+            return f"crop.method={crop['method']!r:.60}: expected one of {', '.join(METHODS)}"
+        for key in ("eps_mm", "merge_radius", "n_clusters", "jitter"):
+            if crop.get(key) is not None and not _number(crop[key], 0, 1e4):
+                return f"crop.{key}={crop[key]!r:.60}: expected a number from 0 to 10000, or null"
+    return _locator_problem(cfg["locator"])
+
+
+def _locator_problem(loc) -> str | None:
+    from coroseg.models.registry import grid_problem, network_problem
+
+    if loc is None:
+        return None
+    if not isinstance(loc, dict):
+        return f"locator: expected an object or null, found {type(loc).__name__}"
+    problem = network_problem(loc["network"]) or grid_problem(loc["patch_size"], loc["spacing"], 3)
+    if problem:
+        return f"locator: {problem}"
+    w = loc["weights"]
+    if not (isinstance(w, str) and w and Path(w).name == w and w.endswith(".safetensors")):
+        return f"locator.weights={w!r:.60}: expected a .safetensors file name inside the run folder"
+    for key, lo, hi in (("threshold", 0, 1), ("keep_fraction", 0, 1), ("low_threshold", 0, 1), ("reach_mm", 0, 1e4)):
+        if loc.get(key) is not None and not _number(loc[key], lo, hi):
+            return f"locator.{key}={loc[key]!r:.60}: expected a number from {lo:g} to {hi:g}, or null"
+    if loc.get("tta") is not None and not isinstance(loc["tta"], bool):
+        return f"locator.tta={loc['tta']!r:.60}: expected true or false"
+    return None
 
 
 def _intensity_problem(inten) -> str | None:
@@ -163,6 +254,9 @@ def _intensity_problem(inten) -> str | None:
         return f"expected clip=[lo, hi], mean and std, found {inten!r}"
     if not all(np.isfinite([lo, hi, mean, std])) or hi < lo or std <= 0:
         return f"expected finite clip lo <= hi and std > 0, found clip=[{lo:g}, {hi:g}], std={std:g}"
+    if max(abs(lo), abs(hi), abs(mean)) > 1e5 or not 1e-3 <= std <= 1e5:
+        return (f"expected HU-scale values (|clip|, |mean| <= 1e5, 1e-3 <= std <= 1e5), found "
+                f"clip=[{lo:g}, {hi:g}], mean={mean:g}, std={std:g}")
     return None
 
 

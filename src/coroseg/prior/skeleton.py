@@ -29,6 +29,8 @@ a skeleton graph with radii in physical units.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import networkx as nx
 import numpy as np
 from scipy.sparse import coo_matrix
@@ -356,4 +358,26 @@ def _to_centerline(g: nx.Graph, idx_full: np.ndarray, label: Volume, *,
     return cg
 
 
-__all__ = ["centerline_from_mask"]
+def centerline_file(label_path: str | Path, out: str | Path, *, min_spur_mm: float | None = None,
+                    bridge_gap_mm: float = 2.0) -> CenterlineGraph:
+    """``coroseg centerline``: extract the centerline of a mask file and write it to ``out``.
+
+    Raises :class:`~coroseg.errors.InputError` naming the mask when it has no vessel voxels,
+    or when what it has is too small to give a centerline (nothing is written then).
+    """
+    from coroseg.io.centerline_files import write_centerline
+    from coroseg.io.volume import read_volume
+
+    mask = read_volume(label_path, is_label=True)
+    n = int(np.count_nonzero(mask.array))
+    if n == 0:
+        raise InputError("mask is empty (no voxel > 0): no centerline to extract", label_path)
+    graph = centerline_from_mask(mask, min_spur_mm=min_spur_mm, bridge_gap_mm=bridge_gap_mm)
+    if len(graph) == 0:
+        raise InputError(f"the mask's {n} vessel voxels give no centerline (every piece is shorter "
+                         "than 5 mm)", label_path)
+    write_centerline(graph, out)
+    return graph
+
+
+__all__ = ["centerline_from_mask", "centerline_file"]

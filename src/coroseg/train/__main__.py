@@ -13,10 +13,10 @@ Same options as ``coroseg train``::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from coroseg.models.registry import MODEL_NAMES
+from coroseg.train.options import TRAIN_OPTIONS, parse_overrides
 
 
 def parser() -> argparse.ArgumentParser:
@@ -41,21 +41,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_overrides(items: list[str]) -> dict:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            from coroseg.errors import CorosegError
-
-            raise CorosegError(f"--set expects KEY=VALUE, found {item!r}")
-        try:
-            out[key.strip()] = json.loads(value)
-        except ValueError:
-            out[key.strip()] = value
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from coroseg.errors import CorosegError
@@ -65,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         run = train(args.data, args.out, model=args.model, epochs=args.epochs, batch_size=args.batch_size,
                     attention=args.attention, patch_budget=args.patch_budget, device=args.device, resume=args.resume,
                     seed=args.seed, val_every=args.val_every, early_stop=args.early_stop, lr=args.lr,
-                    progress=args.progress, **parse_overrides(args.overrides))
+                    progress=args.progress, **parse_overrides(args.overrides, own_options=TRAIN_OPTIONS))
     except CorosegError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return int(getattr(exc, "exit_code", 2))

@@ -42,7 +42,8 @@ from coroseg.data.sampling import PatchDataset, PatchItem, crop_centres_for_case
 from coroseg.errors import CorosegError
 from coroseg.infer.stages import LOCATOR_KEEP_FRACTION, LOCATOR_REACH_MM, LOCATOR_THRESHOLD
 from coroseg.io.atomic import atomic_path, write_json
-from coroseg.models.registry import CHANNELS, build_network, model_spec, network_config
+from coroseg.models.registry import (CHANNELS, MAX_CHANNELS, MAX_LEVELS, MAX_PATCH, NORMS, SPACING_RANGE_MM,
+                                     build_network, model_spec, network_config)
 from coroseg.models.run import load_weights, read_config, save_weights, unwrap
 from coroseg.train import distributed as D
 from coroseg.train.curves import plot_curves, write_metrics
@@ -118,35 +119,48 @@ def check_options(opts: dict) -> None:
         if opts[key] not in allowed:
             fail(key, "one of " + ", ".join(allowed))
     for key in ("patch_size", "locator_patch"):
-        if opts[key] is not None and not ints(opts[key], 3):
-            fail(key, "three positive whole numbers [z, y, x]")
+        if opts[key] is not None and not (ints(opts[key], 3) and max(opts[key]) <= MAX_PATCH):
+            fail(key, f"three positive whole numbers [z, y, x], at most {MAX_PATCH}")
     for key in ("channels", "locator_channels"):
-        if not ints(opts[key]) or len(opts[key]) < 2:
-            fail(key, "a list of at least two positive whole numbers")
-    if opts["locator_spacing"] is not None and not (
-            isinstance(opts["locator_spacing"], (list, tuple)) and len(opts["locator_spacing"]) == 3
-            and all(number(v, 0, lo_open=True) for v in opts["locator_spacing"])):
-        fail("locator_spacing", "three positive numbers [z, y, x] mm")
-    ranges = {  # key: (low, high, whole number, low excluded)
-        "weight_decay": (0, math.inf, False, False), "warmup_frac": (0, 1, False, False),
-        "grad_clip": (0, math.inf, False, False), "samples_per_case": (1, math.inf, True, False),
+        if not ints(opts[key]) or not 2 <= len(opts[key]) <= MAX_LEVELS or max(opts[key]) > MAX_CHANNELS:
+            fail(key, f"a list of 2 to {MAX_LEVELS} whole numbers from 1 to {MAX_CHANNELS}")
+    if opts["strides"] is not None and not (ints(opts["strides"]) and max(opts["strides"]) <= 4
+                                            and len(opts["strides"]) == len(opts["channels"]) - 1):
+        fail("strides", f"null or {len(opts['channels']) - 1} whole numbers from 1 to 4 (one per channel level "
+                        "after the first)")
+    if opts["norm"] not in NORMS:
+        fail("norm", "one of " + ", ".join(NORMS))
+    lo_mm, hi_mm = SPACING_RANGE_MM
+    for key in ("spacing", "locator_spacing"):
+        v = opts[key]
+        if v is None or (key == "spacing" and v in ("median", "min")):
+            continue
+        if not (isinstance(v, (list, tuple)) and len(v) == 3 and all(number(x, lo_mm, hi_mm) for x in v)):
+            fail(key, ('"median", "min" or ' if key == "spacing" else "null or ")
+                 + f"three numbers [z, y, x] from {lo_mm:g} to {hi_mm:g} mm")
+    ranges = {  # key: (low, high, whole number, low excluded); the highs keep a typo from running for days
+        "weight_decay": (0, 10, False, False), "warmup_frac": (0, 1, False, False),
+        "grad_clip": (0, 1e6, False, False), "samples_per_case": (1, 10_000, True, False),
         "fg_fraction": (0, 1, False, False), "crop_jitter": (0, 0.5, False, False),
-        "crop_repeats": (1, math.inf, True, False), "augment": (0, math.inf, False, False),
-        "cldice": (0, math.inf, False, False), "num_res_units": (0, math.inf, True, False),
-        "dropout": (0, 1, False, False), "attention_dilation_mm": (0, math.inf, False, False),
-        "spurious_branches": (0, math.inf, True, False), "attention_dropout": (0, 1, False, False),
-        "val_overlap": (0, 1, False, False),
-        "val_batch": (1, math.inf, True, False), "locator_spacing_factor": (0, math.inf, False, True),
-        "locator_samples_per_case": (1, math.inf, True, False)}
+        "crop_repeats": (1, 1000, True, False), "augment": (0, 10, False, False),
+        "cldice": (0, 100, False, False), "num_res_units": (0, 8, True, False),
+        "dropout": (0, 1, False, False), "attention_dilation_mm": (0, 50, False, False),
+        "spurious_branches": (0, 100, True, False), "attention_dropout": (0, 1, False, False),
+        "val_overlap": (0, 0.95, False, False),
+        "val_batch": (1, 1024, True, False), "locator_spacing_factor": (0.1, 10, False, False),
+        "locator_samples_per_case": (1, 10_000, True, False)}
     for key, (lo, hi, integer, lo_open) in ranges.items():
         if not number(opts[key], lo, hi, integer=integer, lo_open=lo_open):
             kind = "a whole number" if integer else "a number"
             fail(key, f"{kind} {'>' if lo_open else '>='} {lo:g}" + (f" and <= {hi:g}" if hi < math.inf else ""))
-    for key in ("crops_per_case", "locator_budget"):
-        if opts[key] is not None and not number(opts[key], 1, integer=True):
-            fail(key, "a whole number >= 1, or null")
-    if opts["num_workers"] is not None and not number(opts["num_workers"], 0, integer=True):
-        fail("num_workers", "a whole number >= 0, or null")
+    for key, hi in (("crops_per_case", 100_000), ("locator_budget", 10_000_000)):
+        if opts[key] is not None and not number(opts[key], 1, hi, integer=True):
+            fail(key, f"a whole number from 1 to {hi}, or null")
+    if opts["num_workers"] is not None and not number(opts["num_workers"], 0, 256, integer=True):
+        fail("num_workers", "a whole number from 0 to 256, or null")
+    for key in ("perturb", "amp", "locator"):
+        if not isinstance(opts[key], bool):
+            fail(key, "true or false")
     if opts["perturb_kwargs"] is not None:
         import inspect
 
