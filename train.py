@@ -1,12 +1,15 @@
 """The prior work's entry point, kept working: ``python train.py --model unet3d_crop --epochs N --batch_size B``.
 
 Data default ``dataset/``, run folder default ``runs/<model>``; every other option of
-``coroseg train`` is accepted (see ``python -m coroseg.train --help``).
+``coroseg train`` is accepted (see ``coroseg train --help``): this calls the same command line.
 """
 
 import sys
+from pathlib import Path
 
-from coroseg.train.__main__ import main
+sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
+
+from coroseg.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     argv = sys.argv[1:]
@@ -15,4 +18,4 @@ if __name__ == "__main__":
         argv += ["--data", "dataset"]
     if not any(a == "--out" or a.startswith("--out=") for a in argv):
         argv += ["--out", f"runs/{model}"]
-    sys.exit(main(argv))
+    main(["train", *argv])

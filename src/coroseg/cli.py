@@ -77,7 +77,7 @@ def train(
     model: str = typer.Option("unet3d_crop", "--model", help="unet2d_grid, unet2d_crop, unet3d_grid or unet3d_crop."),
     out: Path = typer.Option(..., "--out", help="Run folder to create (or continue with --resume)."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs (default 100; with --resume: the saved value)."),
-    batch_size: int = typer.Option(2, "--batch-size", min=1, help="Patches per step per process."),
+    batch_size: int = typer.Option(2, "--batch-size", "--batch_size", min=1, help="Patches per step per process."),
     patch_budget: Optional[int] = typer.Option(None, "--patch-budget", min=1, help="Total training patches (equal-budget comparisons)."),
     attention: bool = typer.Option(True, "--attention/--no-attention", help="Crop models: centerline attention channel."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),

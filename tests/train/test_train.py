@@ -203,7 +203,9 @@ def test_real_sigint_saves_state_and_exits_cleanly(tiny_data, tmp_path, monkeypa
 
 def test_early_stop_after_validations_without_improvement(tiny_data, tmp_path, monkeypatch):
     scores = iter([[0.5], [0.6], [0.55], [0.52], [0.9], [0.9]])
-    monkeypatch.setattr(trainer_mod, "validate", lambda *a, **k: next(scores))
+    import coroseg.train.validate as validate_mod
+
+    monkeypatch.setattr(validate_mod, "validate_model", lambda *a, **k: next(scores))
     run = train(tiny_data, tmp_path / "e", model="unet3d_grid", epochs=6, batch_size=4, device="cpu",
                 early_stop=2, patch_size=[16, 16, 16], progress=False, **TINY)
     rows = _rows(run)

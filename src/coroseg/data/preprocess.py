@@ -153,36 +153,20 @@ class ModelGridPatches:
     """
 
     def __init__(self, vol: Volume, spacing: Sequence[float], intensity: dict):
-        import SimpleITK as sitk
-
-        from coroseg.io.volume import resampled_grid
+        from coroseg.io.resample import RegionResampler, resampled_grid
 
         self.intensity = intensity
         self._same = bool(np.allclose(tuple(float(s) for s in spacing), vol.spacing, rtol=1e-4))
         self.grid = vol if self._same else resampled_grid(vol, spacing)
         self.shape = tuple(self.grid.shape)
         self._vol = vol
-        if not self._same:
-            self._src = vol.to_sitk()  # converted once; integer HU stays integer (half the memory)
-            self._default = float(np.min(vol.array)) if vol.array.size else 0.0
+        self._resampler = None if self._same else RegionResampler(vol, self.grid)
 
     def region(self, box: tuple[slice, ...]) -> np.ndarray:
         """``normalise(to_model_grid(vol).array[box])``, float32, computed for ``box`` only."""
-        import SimpleITK as sitk
-
         if self._same:
             return normalise(self._vol.array[box], self.intensity)
-        start = np.array([b.start for b in box], float)
-        shape = [b.stop - b.start for b in box]
-        rs = sitk.ResampleImageFilter()
-        rs.SetSize([int(n) for n in shape[::-1]])
-        rs.SetOutputSpacing(tuple(float(v) for v in self.grid.spacing[::-1]))
-        rs.SetOutputOrigin(tuple(float(v) for v in self.grid.index_to_world(start[None])[0]))
-        rs.SetOutputDirection(tuple(float(d) for d in self.grid.direction.ravel()))
-        rs.SetInterpolator(sitk.sitkLinear)
-        rs.SetDefaultPixelValue(self._default)
-        rs.SetOutputPixelType(sitk.sitkFloat32)  # interpolate in floating point, as resample_to_grid
-        arr = sitk.GetArrayFromImage(rs.Execute(self._src))
+        arr = self._resampler.region(box)
         return normalise(arr, self.intensity, out=arr if arr.dtype == np.float32 else None)
 
 

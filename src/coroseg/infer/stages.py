@@ -145,8 +145,27 @@ def locate(vol_lps: Volume, locator: torch.nn.Module, loc_cfg: dict, *, device: 
         LPS mm; empty when the locator finds nothing; ``None`` (with a warning in ``info``)
         when its mask covers more than ``max_vessel_fraction`` of the volume.
     """
-    from coroseg.data.preprocess import normalise, to_model_grid
     from coroseg.prior.skeleton import centerline_from_mask
+
+    info = info if info is not None else StageInfo()
+    prob = locator_probability(vol_lps, locator, loc_cfg, device=device, batch_size=batch_size, info=info)
+    t0 = time.perf_counter()
+    mask = locator_mask(prob, loc_cfg)
+    frac = float(mask.mean())
+    if frac > max_vessel_fraction:
+        info.warn(f"locator mask covers {100 * frac:.1f} % of the volume (more than "
+                  f"{100 * max_vessel_fraction:g} %): not a coronary tree, running without a centerline prior")
+        info.tick("locator_centerline", t0)
+        return prob, None
+    graph = centerline_from_mask(prob.with_array(mask.astype(np.uint8), is_label=True))
+    info.tick("locator_centerline", t0)
+    return prob, graph
+
+
+def locator_probability(vol_lps: Volume, locator: torch.nn.Module, loc_cfg: dict, *, device: torch.device,
+                        batch_size: int = 4, info: StageInfo | None = None) -> Volume:
+    """The locator's vessel probability on its own grid: resampled, normalised, slid (``tta``: mirrored)."""
+    from coroseg.data.preprocess import normalise, to_model_grid
 
     info = info if info is not None else StageInfo()
     t0 = time.perf_counter()
@@ -163,23 +182,21 @@ def locate(vol_lps: Volume, locator: torch.nn.Module, loc_cfg: dict, *, device: 
         prob = p if prob is None else prob + p
     if len(flips) > 1:
         prob = np.ascontiguousarray(prob / np.float32(len(flips)))
-    t0 = info.tick("locator_network", t0)
+    info.tick("locator_network", t0)
+    return grid.with_array(prob, is_label=False)
+
+
+def locator_mask(prob: Volume, loc_cfg: dict) -> np.ndarray:
+    """The locator's trees (bool, its grid): threshold, the size (or reach) rule, hysteresis growth."""
     reach = loc_cfg.get("reach_mm", LOCATOR_REACH_MM)
-    mask = keep_main_components(prob >= float(loc_cfg.get("threshold", LOCATOR_THRESHOLD)), spacing=grid.spacing,
+    mask = keep_main_components(prob.array >= float(loc_cfg.get("threshold", LOCATOR_THRESHOLD)),
+                                spacing=prob.spacing,
                                 keep_fraction=float(loc_cfg.get("keep_fraction", LOCATOR_KEEP_FRACTION)),
                                 reach_mm=None if reach is None else float(reach))
     low = loc_cfg.get("low_threshold", LOCATOR_LOW_THRESHOLD)
     if low is not None and mask.any():
-        mask = grow_into(mask, prob >= float(low))
-    frac = float(mask.mean())
-    if frac > max_vessel_fraction:
-        info.warn(f"locator mask covers {100 * frac:.1f} % of the volume (more than "
-                  f"{100 * max_vessel_fraction:g} %): not a coronary tree, running without a centerline prior")
-        info.tick("locator_centerline", t0)
-        return grid.with_array(prob, is_label=False), None
-    graph = centerline_from_mask(grid.with_array(mask.astype(np.uint8), is_label=True))
-    info.tick("locator_centerline", t0)
-    return grid.with_array(prob, is_label=False), graph
+        mask = grow_into(mask, prob.array >= float(low))
+    return mask
 
 
 def centre_points(graph: CenterlineGraph, grid: Volume, *, step_mm: float = POINT_STEP_MM) -> np.ndarray:
@@ -441,6 +458,6 @@ def run_crops(norm, grid: Volume, graph: CenterlineGraph, model: torch.nn.Module
     return sub_grid(grid, box).with_array(acc.probability(box), is_label=False), current
 
 
-__all__ = ["run_grid", "locate", "run_crops", "centre_points", "crop_starts", "attention", "uncovered_points",
+__all__ = ["run_grid", "locate", "locator_probability", "locator_mask", "run_crops", "centre_points", "crop_starts", "attention", "uncovered_points",
            "pad_value", "model_input", "crop_attention", "border_voxels", "crop_margin", "thin_points", "StageInfo", "MAX_VESSEL_FRACTION", "OVERLAP",
            "LOCATOR_KEEP_FRACTION", "LOCATOR_THRESHOLD", "LOCATOR_REACH_MM", "LOCATOR_TTA_FLIPS", "MAX_ITERATIONS", "MAX_CROPS", "LOCATOR_LOW_THRESHOLD"]

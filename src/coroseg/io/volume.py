@@ -22,7 +22,6 @@ import struct
 import sys
 import tempfile
 import zlib
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -169,7 +168,9 @@ def read_volume(path: str | Path, *, is_label: bool = False, check_finite: bool 
     if not path.exists():
         raise InputError("no such file or folder", path)
     if path.is_dir():
-        img = _read_dicom_series(path)
+        from coroseg.io.dicom import read_dicom_series
+
+        img = read_dicom_series(path)
     else:
         check_regular_file(path)
         if volume_extension(path) is None:
@@ -320,78 +321,6 @@ def _itk_reason(exc: Exception) -> str:
     return "corrupt or unsupported file"
 
 
-def _read_dicom_series(folder: Path) -> sitk.Image:
-    try:
-        entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
-    except OSError as exc:
-        raise InputError(f"cannot read folder ({exc.strerror})", folder) from None
-    files = [p for p in entries if _is_plain_file(p)]
-    if not files:
-        raise InputError("folder holds no files; expected volume files (.nrrd, .nii(.gz), .mha/.mhd) "
-                         "or one DICOM series", folder)
-    with _quiet_stderr():  # GDCM prints a warning for every non-DICOM file it looks at
-        try:
-            ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
-        except RuntimeError:
-            ids = ()
-    if not ids:
-        raise InputError("folder holds no volume files (.nrrd, .nii(.gz), .mha/.mhd) and no DICOM series",
-                         folder)
-    if len(ids) > 1:
-        raise InputError(f"folder holds {len(ids)} DICOM series; expected one (point at one series)", folder)
-    with _quiet_stderr():
-        files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), ids[0])
-    if len(files) < 2:
-        raise InputError(f"DICOM series has {len(files)} slice; expected a 3D series", folder)
-    _check_slice_positions(folder, files)
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files)
-    with _quiet_stderr():
-        try:
-            return reader.Execute()
-        except RuntimeError as exc:
-            err = exc
-    raise InputError(f"cannot read DICOM series ({_itk_reason(err)})", folder) from None
-
-
-def _is_plain_file(p: Path) -> bool:
-    try:
-        return p.is_file()
-    except OSError:  # a symlink loop, a vanished file
-        return False
-
-
-def _check_slice_positions(folder: Path, files: tuple[str, ...]) -> None:
-    """Refuse a series with a missing slice: gaps between slice positions must be even."""
-    positions = []
-    reader = sitk.ImageFileReader()
-    for f in files:
-        reader.SetFileName(f)
-        try:
-            reader.ReadImageInformation()
-            pos = reader.GetMetaData("0020|0032") if reader.HasMetaDataKey("0020|0032") else None
-        except RuntimeError:
-            raise InputError(f"cannot read DICOM file {Path(f).name}", folder) from None
-        if pos is None:
-            return
-        try:
-            xyz = [float(v) for v in pos.replace(" ", "").split("\\")]
-        except ValueError:
-            xyz = []
-        if len(xyz) != 3:
-            raise InputError(f"DICOM file {Path(f).name}: unreadable slice position (0020,0032) {pos!r}", folder)
-        positions.append(xyz)
-    p = np.array(positions)
-    steps = np.linalg.norm(np.diff(p, axis=0), axis=1)
-    if len(steps) and steps.min() > 0:
-        med = float(np.median(steps))
-        gaps = np.flatnonzero(steps > 1.5 * med)
-        if len(gaps):
-            raise InputError(
-                f"DICOM series has a missing slice: gap of {steps[gaps[0]]:.3g} mm after slice "
-                f"{gaps[0] + 1} of {len(files)} (expected {med:.3g} mm)", folder)
-
-
 def _checked(img: sitk.Image, path: Path, *, is_label: bool, check_finite: bool) -> Volume:
     if "complex" in img.GetPixelIDTypeAsString():
         raise InputError(f"complex-valued voxels ({img.GetPixelIDTypeAsString()}); expected real CT "
@@ -472,76 +401,12 @@ def _write_mhd(img: sitk.Image, path: Path, compress: bool) -> None:
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 
-# ---- resampling ---------------------------------------------------------------------------
-def resample(vol: Volume, spacing: tuple[float, float, float], *, order: int | None = None) -> Volume:
-    """Resample to ``spacing`` (array order, mm), same physical extent, same direction.
-
-    ``order`` 0 = nearest (default for labels), 1 = linear (default for images), 3 = B-spline.
-    """
-    spacing = tuple(float(s) for s in spacing)
-    if np.allclose(spacing, vol.spacing, rtol=1e-4):
-        return vol
-    ref = resampled_grid(vol, spacing)
-    return resample_to_grid(vol, ref, order=order)
-
-
-def resampled_grid(vol: Volume, spacing: Sequence[float]) -> Volume:
-    """The grid :func:`resample` puts ``vol`` on, geometry only (a read-only all-zero view, no memory).
-
-    Same physical extent and direction; the footprint of the first voxel keeps its corner.
-    """
-    spacing = tuple(float(s) for s in spacing)
-    extent = np.array(vol.shape) * np.array(vol.spacing)
-    shape = tuple(max(1, int(round(e / s))) for e, s in zip(extent, spacing))
-    # keep the physical centre of the first voxel's footprint aligned
-    first_corner = np.array(vol.spacing) / 2.0
-    new_first = np.array(spacing) / 2.0
-    shift_index = (new_first - first_corner) / np.array(vol.spacing)
-    origin = vol.index_to_world(shift_index[None])[0]
-    return Volume(np.broadcast_to(np.zeros((), np.uint8), shape), spacing, tuple(origin), vol.direction.copy())
-
-
-def resample_to_grid(vol: Volume, reference: Volume, *, shape: tuple[int, int, int] | None = None,
-                     order: int | None = None, default: float | None = None) -> Volume:
-    """Resample ``vol`` onto ``reference``'s grid (or its spacing/origin/direction with ``shape``)."""
-    if order is None:
-        order = 0 if vol.is_label else 1
-    interp = {0: sitk.sitkNearestNeighbor, 1: sitk.sitkLinear, 3: sitk.sitkBSpline}[order]
-    shape = shape or reference.shape
-    rs = sitk.ResampleImageFilter()
-    rs.SetSize([int(s) for s in shape[::-1]])
-    rs.SetOutputSpacing(tuple(float(s) for s in reference.spacing[::-1]))
-    rs.SetOutputOrigin(tuple(float(o) for o in reference.origin))
-    rs.SetOutputDirection(tuple(float(d) for d in reference.direction.ravel()))
-    rs.SetInterpolator(interp)
-    if default is None:
-        default = 0.0 if vol.is_label else float(np.min(vol.array)) if vol.array.size else 0.0
-    rs.SetDefaultPixelValue(float(default))
-    if order != 0 and vol.array.dtype.kind in "iu":
-        # interpolate integer HU in floating point; the output type avoids a float copy of the input
-        rs.SetOutputPixelType(sitk.sitkFloat32)
-    out = Volume.from_sitk(rs.Execute(vol.to_sitk()), is_label=vol.is_label)
-    return out
-
-
-def sub_grid(vol: Volume, box: tuple[slice, ...]) -> Volume:
-    """``vol[box]`` as a Volume: a view of the array, same spacing and direction, shifted origin."""
-    box = tuple(slice(*b.indices(n)[:2]) for b, n in zip(box, vol.shape))
-    start = np.array([b.start for b in box], float)
-    origin = vol.index_to_world(start[None])[0]
-    return Volume(vol.array[box], vol.spacing, tuple(origin), vol.direction.copy(), vol.is_label)
-
-
-def orient_lps(vol: Volume) -> Volume:
-    """Reorient to the closest axis-aligned LPS frame (flip/permute only, no interpolation)."""
-    if np.array_equal(vol.direction, np.eye(3)):
-        return vol  # already LPS: nothing to flip or permute
-    img = sitk.DICOMOrient(vol.to_sitk(), "LPS")
-    return Volume.from_sitk(img, is_label=vol.is_label)
-
+# resampling and orientation live in coroseg.io.resample; imported here so that
+# ``from coroseg.io.volume import resample_to_grid`` keeps working
+from coroseg.io.resample import orient_lps, resample, resample_to_grid, resampled_grid, sub_grid  # noqa: E402
 
 __all__ = [
-    "Volume", "read_volume", "write_volume", "resample", "resample_to_grid", "orient_lps", "sub_grid", "resampled_grid",
+    "Volume", "read_volume", "check_regular_file", "write_volume", "resample", "resample_to_grid", "orient_lps", "sub_grid", "resampled_grid",
     "grid_mismatch", "geometry_problem", "volume_extension", "strip_extension", "VOLUME_EXTENSIONS",
     "CorosegError", "GeometryError",
 ]

@@ -4,11 +4,11 @@ The loop is short on purpose: an epoch is a deterministic *plan* of patches
 (:mod:`coroseg.data.sampling`), batches come from a plain ``DataLoader`` over it, the step is
 Dice+CE (optionally + soft clDice) with AdamW, linear warm-up then cosine decay, bf16 autocast
 on GPU and gradient clipping. Whole-volume validation every ``val_every`` epochs picks the best
-weights and drives early stopping. Crop models first train their locator (a small coarse 3D grid
-U-Net) the same way, in the same run folder, then the crop model, whose validation runs
-:func:`coroseg.infer.predict_volume` on the whole validation scans with the locator's centerline
-(``val_centerline`` = ``auto`` in ``metrics.csv``): the checkpoint kept is the best at what
-``predict`` ships, not at the reference centerline. The locator's target is the label resampled with
+weights and drives early stopping; it runs the code ``predict`` runs on the whole validation
+scans (:mod:`coroseg.train.validate`), so the checkpoint kept is the best at what ships. Crop
+models first train their locator (a small coarse 3D grid U-Net) the same way, in the same run
+folder, then the crop model, validated with the locator's centerline (``val_centerline`` =
+``auto`` in ``metrics.csv``; ``reference`` for a run without a locator). The locator's target is the label resampled with
 linear interpolation and a low threshold (:func:`coroseg.data.cache.coarse_label`): with
 nearest neighbour, 1-2 mm coronaries fall apart into dozens of fragments on a coarser grid and
 the locator learned nothing (validation Dice 0).
@@ -47,7 +47,6 @@ from coroseg.models.registry import (CHANNELS, MAX_CHANNELS, MAX_LEVELS, MAX_PAT
 from coroseg.models.run import load_weights, read_config, save_weights, unwrap
 from coroseg.train import distributed as D
 from coroseg.train.curves import plot_curves, write_metrics
-from coroseg.train.validate import validate
 
 log = logging.getLogger("coroseg.train")
 
@@ -183,18 +182,16 @@ class _Phase:
 
     name: str
     net_cfg: dict
-    cfg: dict                     # config-like dict for validate(): sampler, dims, patch_size, attention...
+    cfg: dict                     # the run config (model) or its "locator" entry (locator): what predict reads
     train_cases: list[PreparedCase]
-    val_cases: list[PreparedCase]
+    val_cases: list[Case]         # validation scans, segmented whole by coroseg.infer (train/validate.py)
     plan: Callable[[int], list[PatchItem]]
     attention: dict | None
     best_file: str
     last_file: str
     budget: int | None            # total patches (None: epochs x plan size)
     epochs: int
-    val_centres: list | None = None  # crop models: validation crop centres (model-independent: computed once)
-    val_files: list | None = None    # crop models with a locator: validate on these cases as predict does
-    val_cache: list | None = None    # (HU image, label, locator centerline) per case, made at first use
+    val_cache: list | None = None    # this rank's ValCase list (scan, label, prior), read at first use
 
 
 def train(data_dir: str | Path, out_dir: str | Path, *, model: str = "unet3d_crop", epochs: int | None = None,
@@ -392,9 +389,8 @@ def _train(data_dir: Path, run_dir: Path, info: D.DistInfo, interrupted: list, *
 
     need_cl = spec["sampler"] == "crop"
     tr = prepare_cases(train_cases, spacing, intensity, centerline=need_cl)
-    va = prepare_cases(val_cases, spacing, intensity, centerline=need_cl)
     torch.manual_seed(seed)
-    phases = {"model": _main_phase(config, spec, tr, va, seed, epochs, patch_budget, opts, val_cases)}
+    phases = {"model": _main_phase(config, spec, tr, val_cases, seed, epochs, patch_budget, opts)}
     if config["locator"] is not None:
         phases["locator"] = _locator_phase(config, train_cases, val_cases, seed, epochs, patch_budget, opts)
     # the locator trains first, so the crop model is validated with the centerline predict will use
@@ -469,20 +465,13 @@ def _make_config(spec: dict, spacing, intensity: dict, data_dir: Path, layout: s
     }
 
 
-def _main_phase(config: dict, spec: dict, tr: list[PreparedCase], va: list[PreparedCase], seed: int, epochs: int,
-                patch_budget: int | None, opts: dict, val_cases: Sequence[Case] = ()) -> _Phase:
+def _main_phase(config: dict, spec: dict, tr: list[PreparedCase], val_cases: Sequence[Case], seed: int, epochs: int,
+                patch_budget: int | None, opts: dict) -> _Phase:
     patch = spec["patch_size"]
     att = attention_settings(opts) if spec["attention"] else None
-    val_centres = None
-    # crop models with a locator are validated as predict runs them (the locator's centerline);
-    # only without one are fixed crops on the reference centerline needed
-    as_predict = spec["sampler"] == "crop" and config["locator"] is not None
     if spec["sampler"] == "crop":
         centres = [crop_centres_for_case(c, patch, method=opts["crop_method"], seed=seed) for c in tr]
         log.info("crop centres per training case: %s", [len(c) for c in centres])
-        if not as_predict:  # validation crops do not depend on the weights: place them once
-            val_centres = [crop_centres_for_case(c, patch, method=config.get("crop", {}).get("method", "kmeans"),
-                                                 seed=int(config.get("seed", 0))) for c in va]
 
         def plan(epoch: int) -> list[PatchItem]:
             return crop_plan(tr, centres, patch, seed=seed, epoch=epoch, jitter=opts["crop_jitter"],
@@ -491,9 +480,8 @@ def _main_phase(config: dict, spec: dict, tr: list[PreparedCase], va: list[Prepa
         def plan(epoch: int) -> list[PatchItem]:
             return grid_plan(tr, patch, samples_per_case=opts["samples_per_case"], seed=seed, epoch=epoch,
                              fg_fraction=opts["fg_fraction"])
-    return _Phase("model", config["network"], config, tr, va, plan, att, "model.safetensors", "last.safetensors",
-                  patch_budget, epochs, val_centres,
-                  val_files=list(val_cases) if as_predict else None)
+    return _Phase("model", config["network"], config, tr, list(val_cases), plan, att, "model.safetensors",
+                  "last.safetensors", patch_budget, epochs)
 
 
 def attention_settings(opts: dict) -> dict:
@@ -509,16 +497,14 @@ def _locator_phase(config: dict, train_cases: Sequence[Case], val_cases: Sequenc
     loc = config["locator"]
     mode = loc.get("label", "nearest")
     tr = prepare_cases(train_cases, loc["spacing"], loc["intensity"], centerline=False, label_mode=mode)
-    va = prepare_cases(val_cases, loc["spacing"], loc["intensity"], centerline=False, label_mode=mode)
-    cfg = {"sampler": "grid", "dims": 3, "patch_size": loc["patch_size"], "attention": False,
-           "val_overlap": config["val_overlap"]}
+    cfg = {**loc, "dims": 3}  # what locate() reads, and the patch geometry training needs
 
     def plan(epoch: int) -> list[PatchItem]:
         return grid_plan(tr, loc["patch_size"], samples_per_case=opts["locator_samples_per_case"], seed=seed + 1,
                          epoch=epoch, fg_fraction=opts["fg_fraction"])
     budget = opts["locator_budget"] if opts["locator_budget"] is not None else patch_budget
-    return _Phase("locator", loc["network"], cfg, tr, va, plan, None, loc["weights"], "locator_last.safetensors",
-                  budget, epochs)
+    return _Phase("locator", loc["network"], cfg, tr, list(val_cases), plan, None, loc["weights"],
+                  "locator_last.safetensors", budget, epochs)
 
 
 def _epoch_len(phase: _Phase, epoch: int, plan_size: int) -> int:
@@ -716,68 +702,36 @@ def optimizer_step(loss: torch.Tensor, net: torch.nn.Module, opt: torch.optim.Op
 
 
 def _val_centerline(phase: _Phase) -> str | None:
+    """``metrics.csv`` ``val_centerline``: the prior a crop model is validated with."""
     if phase.attention is None:
         return None
-    return "auto" if phase.val_files is not None else "reference"
+    return "auto" if phase.cfg.get("locator") is not None else "reference"
 
 
 def _validate(net: torch.nn.Module, phase: _Phase, info: D.DistInfo, amp: bool, opts: dict,
               run_dir: Path | None = None) -> float:
-    if phase.val_files is not None and run_dir is not None:
-        scores = _validate_as_predict(net, phase, info, run_dir, opts)
-    else:
+    """Mean Dice over the validation scans (this rank's share, summed over ranks), segmented by
+    the code ``coroseg predict`` runs (:mod:`coroseg.train.validate`)."""
+    from coroseg.train.validate import read_val_cases, validate_locator, validate_model
+
+    batch = int(opts["val_batch"])
+    if phase.val_cache is None:
         mine = phase.val_cases[info.rank::info.world]
-        centres = None if phase.val_centres is None else phase.val_centres[info.rank::info.world]
-        scores = validate(unwrap(net), mine, phase.cfg, device=info.device, batch=int(opts["val_batch"]), amp=amp,
-                          centres=centres)
+        source = _val_centerline(phase) if phase.name == "model" and phase.cfg["sampler"] == "crop" else None
+        locator = None
+        if source == "auto":  # the trained locator (it trains first and is fixed from here on)
+            locator = build_network(phase.cfg["locator"]["network"]).to(info.device)
+            load_weights(locator, run_dir / phase.cfg["locator"]["weights"])
+            locator.eval()
+        phase.val_cache = read_val_cases(mine, centerline=source, locator=locator,
+                                         loc_cfg=phase.cfg.get("locator"), device=info.device)
+    if phase.name == "locator":
+        scores = validate_locator(unwrap(net), phase.cfg, phase.val_cache, device=info.device, batch=batch)
+    else:
+        scores = validate_model(unwrap(net), phase.cfg, phase.val_cache, device=info.device, batch=batch,
+                                centerline_source=_val_centerline(phase))
     total, count = D.all_sum(info, [float(sum(scores)), float(len(scores))])
     return total / count if count else float("nan")
-
-
-def _validate_as_predict(net: torch.nn.Module, phase: _Phase, info: D.DistInfo, run_dir: Path,
-                         opts: dict) -> list[float]:
-    """Dice of whole validation scans segmented by :func:`coroseg.infer.predict_volume`, on their own grid.
-
-    The trained locator (fixed while the crop model trains) finds each case's centerline once;
-    every validation then runs the crop model exactly as ``coroseg predict`` would, so the
-    checkpoint kept is the best one at what ships: automatic centerline, crop placement,
-    iteration, resampling back and post-processing included.
-    """
-    import types
-
-    from coroseg.eval.metrics import dice
-    from coroseg.infer.pipeline import predict_volume
-    from coroseg.infer.stages import locate
-    from coroseg.io.volume import orient_lps, read_volume
-
-    cfg = phase.cfg
-    mine = phase.val_files[info.rank::info.world]
-    if phase.val_cache is None:
-        locator = build_network(cfg["locator"]["network"]).to(info.device)
-        load_weights(locator, run_dir / cfg["locator"]["weights"])
-        locator.eval()
-        cache = []
-        for case in mine:
-            image = read_volume(case.image)
-            label = read_volume(case.label, is_label=True)
-            with torch.no_grad():
-                _, graph = locate(orient_lps(image), locator, cfg["locator"], device=info.device)
-            cache.append((image, label, graph))
-        phase.val_cache = cache
-        del locator
-    model = unwrap(net)
-    was_training = model.training
-    run = types.SimpleNamespace(config=cfg, model=model, locator=None)
-    scores = []
-    try:
-        for image, label, graph in phase.val_cache:
-            prior = graph if graph is not None else "none"
-            pred = predict_volume(run, image, centerline=prior, centerline_source="auto", device=info.device,
-                                  batch_size=int(opts["val_batch"]), extract_centerline=False, keep_prob=False)
-            scores.append(dice(pred.seg.array > 0, label.array > 0))
-    finally:
-        model.train(was_training)
-    return scores
 
 
 __all__ = ["train", "DEFAULTS", "TrainingInterrupted", "forward_loss", "optimizer_step", "attention_settings"]

@@ -1,122 +1,114 @@
-"""Whole-volume validation during training.
+"""Whole-volume validation during training, by the code ``coroseg predict`` runs.
 
-Validation predicts every validation case WHOLE (not patches), at the model spacing, and
-scores it with Dice against the resampled reference label:
+Every validation case is read once (HU image and label on their own grid) and segmented by
+:mod:`coroseg.infer` exactly as a new scan would be, so the checkpoint kept is the best one at
+what ships:
 
-- grid models: MONAI ``sliding_window_inference`` (Gaussian-weighted, 25 % overlap) over the
-  volume (3D) or over every axial slice (2D);
-- crop models: crops centred on the case's centerline (from the dataset file, else extracted
-  from the reference label, i.e. the *reference* centerline) with the unperturbed attention
-  channel; crop probabilities are averaged where crops overlap, outside every crop is
-  background.
-
-This is a training-time stand-in for the full predictor in :mod:`coroseg.infer` (which
-resamples back to the native grid and, for crop models, can take the centerline from the
-locator). Scores here are therefore on the model grid and with the reference centerline.
+- grid models and crop models: :func:`coroseg.infer.predict_volume` (resampling, sliding window
+  or crops with their iteration, resampling back, post-processing), scored with Dice on the
+  case's own grid. A crop model's centerline is the run's trained locator's (``auto``; it is
+  fixed while the crop model trains, so it is found once per case), or, for a run without a
+  locator, the reference centerline (``reference``; ``val_centerline`` in ``metrics.csv``).
+- the locator: :func:`coroseg.infer.stages.locator_probability` and
+  :func:`~coroseg.infer.stages.locator_mask` (its trees, as stage 1 of ``predict`` selects them),
+  scored with Dice against the label it is trained on, on its own grid.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import types
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from coroseg.data.cache import PreparedCase
-from coroseg.data.sampling import attention_patch, centerline_points, crop_centres_for_case
+from coroseg.data.layouts import Case
 from coroseg.eval.metrics import dice
+from coroseg.io.centerline import CenterlineGraph
+from coroseg.io.volume import Volume
 
 
-def _autocast(device: torch.device, amp: bool):
-    return torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=amp and device.type == "cuda")
+@dataclasses.dataclass
+class ValCase:
+    """One validation scan as read from disk, and the centerline prior its crop model gets."""
+
+    image: Volume
+    label: Volume
+    prior: CenterlineGraph | str = "none"   # a graph, or "none" (grid models; nothing found)
 
 
-@torch.no_grad()
-def predict_grid(model: torch.nn.Module, image: np.ndarray, patch_size: Sequence[int], dims: int, *,
-                 device: torch.device, batch: int = 4, overlap: float = 0.25, amp: bool = True) -> np.ndarray:
-    """Vessel probability ``(Z, Y, X)`` float32 of a grid model by sliding windows."""
-    from monai.inferers import sliding_window_inference
+def read_val_cases(cases: Sequence[Case], *, centerline: str | None = None, locator: torch.nn.Module | None = None,
+                   loc_cfg: dict | None = None, device: torch.device | str = "cpu") -> list[ValCase]:
+    """Read ``cases`` and find each one's prior: ``"auto"`` (``locator``), ``"reference"``, or none."""
+    from coroseg.data.cache import load_centerline, read_case
+    from coroseg.infer.stages import locate
+    from coroseg.io.volume import orient_lps
 
-    def predictor(x: torch.Tensor) -> torch.Tensor:
-        with _autocast(device, amp):
-            return torch.softmax(model(x).float(), 1)
-
-    if dims == 3:
-        x = torch.as_tensor(image, dtype=torch.float32, device=device)[None, None]
-        prob = sliding_window_inference(x, tuple(patch_size), batch, predictor, overlap=overlap, mode="gaussian")
-        return prob[0, 1].float().cpu().numpy()
-    out = np.zeros(image.shape, np.float32)
-    chunk = max(1, batch * 4)
-    for k0 in range(0, image.shape[0], chunk):
-        x = torch.as_tensor(image[k0:k0 + chunk], dtype=torch.float32, device=device)[:, None]
-        prob = sliding_window_inference(x, tuple(patch_size[1:]), batch, predictor, overlap=overlap, mode="gaussian")
-        out[k0:k0 + chunk] = prob[:, 1].float().cpu().numpy()
+    out = []
+    for case in cases:
+        image, label = read_case(case)
+        prior: CenterlineGraph | str = "none"
+        if centerline == "auto":
+            with torch.no_grad():
+                _, graph = locate(orient_lps(image), locator, loc_cfg, device=torch.device(device))
+            prior = graph if graph is not None and len(graph) else "none"
+        elif centerline == "reference":
+            prior = load_centerline(case, label)[0]
+        out.append(ValCase(image, label, prior))
     return out
 
 
-@torch.no_grad()
-def predict_crops(model: torch.nn.Module, case: PreparedCase, centres: np.ndarray, patch_size: Sequence[int],
-                  dims: int, *, attention: dict | None, device: torch.device, batch: int = 4,
-                  amp: bool = True) -> np.ndarray:
-    """Vessel probability ``(Z, Y, X)`` float32 of a crop model from crops at ``centres``."""
-    from coroseg.prior import extract_patch, paste_patch
+def validate_model(model: torch.nn.Module, config: dict, cases: Sequence[ValCase], *, centerline_source: str | None,
+                   device: torch.device, batch: int = 4) -> list[float]:
+    """Dice of each case segmented by :func:`coroseg.infer.predict_volume` with ``model``."""
+    from coroseg.infer.pipeline import predict_volume
 
-    size = tuple(int(s) for s in patch_size)
-    acc = np.zeros(case.image.shape, np.float32)
-    cnt = np.zeros(case.image.shape, np.float32)
-    pad = float(case.image.min()) if case.image.size else 0.0
-    pts, rad = centerline_points(case.graph, case.grid) if attention is not None else (None, None)
-    for b0 in range(0, len(centres), batch):
-        chans = []
-        for c in centres[b0:b0 + batch]:
-            ch = [extract_patch(case.image, c, size, pad_value=pad).astype(np.float32)]
-            if attention is not None:
-                ch.append(attention_patch(pts, rad, c, size, case.grid.spacing, attention))
-            chans.append(np.stack(ch))
-        x = torch.as_tensor(np.stack(chans), device=device)  # (B, C, z, y, x)
-        if dims == 2:
-            x = x[:, :, 0]
-        with _autocast(device, amp):
-            prob = torch.softmax(model(x).float(), 1)[:, 1]
-        prob = prob.float().cpu().numpy()
-        if dims == 2:
-            prob = prob[:, None]
-        for c, p in zip(centres[b0:b0 + batch], prob):
-            paste_patch(acc, p, c, add=True)
-            paste_patch(cnt, np.ones_like(p), c, add=True)
-    return np.divide(acc, cnt, out=np.zeros_like(acc), where=cnt > 0)
+    run = types.SimpleNamespace(config=config, model=model, locator=None)
+    with _eval_mode(model):
+        return [dice(predict_volume(run, c.image, centerline=c.prior, centerline_source=centerline_source, device=device,
+                                    batch_size=batch, extract_centerline=False, keep_prob=False).seg.array > 0,
+                     c.label.array > 0)
+                for c in cases]
 
 
-def predict_case(model: torch.nn.Module, case: PreparedCase, config: dict, *, device: torch.device,
-                 centres: np.ndarray | None = None, batch: int = 4, amp: bool = True) -> np.ndarray:
-    """Vessel probability of one prepared case, as validation computes it (see module doc)."""
-    patch = config["patch_size"]
-    if config["sampler"] == "grid":
-        return predict_grid(model, case.image, patch, config["dims"], device=device, batch=batch,
-                            overlap=float(config.get("val_overlap", 0.25)), amp=amp)
-    if centres is None:
-        centres = crop_centres_for_case(case, patch, method=config.get("crop", {}).get("method", "kmeans"),
-                                        seed=int(config.get("seed", 0)))
-    att = config.get("attention_cfg") if config["attention"] else None
-    return predict_crops(model, case, centres, patch, config["dims"], attention=att, device=device, batch=batch,
-                         amp=amp)
+def validate_locator(locator: torch.nn.Module, loc_cfg: dict, cases: Sequence[ValCase], *, device: torch.device,
+                     batch: int = 4) -> list[float]:
+    """Dice of the locator's selected mask against its training label, on the locator grid."""
+    from coroseg.infer.stages import locator_mask, locator_probability
+    from coroseg.io.volume import orient_lps
+
+    scores = []
+    with _eval_mode(locator):
+        for c in cases:
+            prob = locator_probability(orient_lps(c.image), locator, loc_cfg, device=device, batch_size=batch)
+            mask = locator_mask(prob, loc_cfg)
+            scores.append(dice(mask, locator_target(c.label, prob, loc_cfg)))
+    return scores
 
 
-def validate(model: torch.nn.Module, cases: Sequence[PreparedCase], config: dict, *, device: torch.device,
-             centres: Sequence[np.ndarray] | None = None, batch: int = 4, amp: bool = True) -> list[float]:
-    """Dice of each case (prediction thresholded at probability 0.5). The model is put in eval mode
-    and back in train mode afterwards."""
-    was_training = model.training
-    model.eval()
-    try:
-        out = []
-        for n, case in enumerate(cases):
-            prob = predict_case(model, case, config, device=device, batch=batch, amp=amp,
-                                centres=None if centres is None else centres[n])
-            out.append(dice(prob > 0.5, case.label > 0))
-        return out
-    finally:
-        model.train(was_training)
+def locator_target(label: Volume, grid: Volume, loc_cfg: dict) -> np.ndarray:
+    """The locator's training label on ``grid``: the mask resampled as training prepared it."""
+    from coroseg.data.cache import coarse_label
+    from coroseg.io.volume import orient_lps, resample_to_grid
+
+    lab = orient_lps(label)
+    if loc_cfg.get("label", "nearest") == "coverage" and lab.shape != grid.shape:
+        return coarse_label(lab, grid) > 0
+    return resample_to_grid(lab, grid, order=0).array > 0
 
 
-__all__ = ["predict_grid", "predict_crops", "predict_case", "validate"]
+class _eval_mode:
+    """The network in eval mode for the block, back in its previous mode afterwards."""
+
+    def __init__(self, net: torch.nn.Module):
+        self.net, self.was = net, net.training
+
+    def __enter__(self):
+        self.net.eval()
+
+    def __exit__(self, *exc):
+        self.net.train(self.was)
+
+
+__all__ = ["ValCase", "read_val_cases", "validate_model", "validate_locator", "locator_target"]
