@@ -103,8 +103,9 @@ def train(
 @app.command()
 def predict(
     model: Path = typer.Option(..., "--model", **EXISTING, help="Run folder written by 'coroseg train'."),
-    input: Path = typer.Option(..., "--input", **EXISTING, help="Volume file, folder of volumes, or DICOM series folder."),
-    output: Path = typer.Option(..., "--output", help="Output folder."),
+    input: list[Path] = typer.Option(..., "-i", "--input", **EXISTING, help="Volume file, folder of volumes, or DICOM series folder; repeatable."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output folder."),
+    resume: bool = typer.Option(False, "--continue", help="Skip scans whose outputs in the output folder are complete."),
     centerline: str = typer.Option("auto", "--centerline", help="auto (locator), none, or a .vtp/.gml/.mrk.json file."),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
     save_prob: bool = typer.Option(False, "--save-prob", help="Also write the vessel probability map."),
@@ -123,11 +124,11 @@ def predict(
     prior: str | Path = centerline if centerline in ("auto", "none") else Path(centerline)
     _on_interrupt(f"{output}: predict interrupted; scans finished before are complete (listed in summary.json), "
                   "nothing of the scan in progress was kept")
-    summaries = predict_fn(model, input, output, centerline=prior, device=device, save_prob=save_prob, mesh=mesh,
+    summaries = predict_fn(model, input[0] if len(input) == 1 else list(input), output, centerline=prior, device=device, save_prob=save_prob, mesh=mesh,
                            postprocess=PostprocessOptions(threshold=threshold, keep_trees=keep_trees,
                                                           fill_holes=fill_holes,
                                                           **({} if reach_mm is None else {"reach_mm": reach_mm or None})),
-                           iterate=iterate, precision=precision)
+                           iterate=iterate, precision=precision, skip_complete=resume)
     typer.echo(f"wrote {len(summaries)} segmentation(s) to {output}")
 
 

@@ -41,3 +41,18 @@ def real_run_dir(tmp_path):
     return run
 
 
+
+
+@pytest.fixture
+def grid_run(tmp_path):
+    """A tiny random ``unet3d_grid`` run folder (no locator): predict takes a fraction of a second."""
+    from coroseg.models.registry import build_network, model_spec, network_config
+    from coroseg.models.run import save_weights
+
+    torch.manual_seed(0)
+    run = tmp_path / "grid_run"
+    cfg = make_config("unet3d_grid")
+    cfg["network"] = network_config(model_spec("unet3d_grid"), channels=(4, 8), num_res_units=0)
+    save_weights(build_network(cfg["network"]), run / "model.safetensors")
+    (run / "config.json").write_text(json.dumps(cfg))
+    return run

@@ -260,3 +260,58 @@ def test_given_graph_outside_the_image_is_refused(scan, fake_run):
     far = gt.transformed(lambda p: p + np.array([500.0, 0.0, 0.0]))
     with pytest.raises(InputError, match=r"oracle centerline: \d+ of \d+ centerline points lie outside the image"):
         predict_volume(fake_run("unet3d_crop"), img, centerline=far, centerline_source="oracle")
+
+
+# ---- many scans: -i/-o repeatable, --continue, nnU-Net ids (issue 19) -------------------------
+def test_continue_skips_exactly_the_complete_cases(tmp_path, grid_run, monkeypatch):
+    import json
+
+    import coroseg.infer.files as files
+    from coroseg.cli import main
+
+    scans = tmp_path / "scans"
+    for name in ("a", "b", "c"):
+        write_volume(Volume(np.full((12, 14, 16), 40, np.int16), (1.0, 1.0, 1.0)), scans / f"{name}.nrrd")
+    out = tmp_path / "out"
+    files.predict(grid_run, scans, out, device="cpu", progress=False)
+    (out / "b_seg.nrrd").unlink()  # b is no longer complete
+    ran = []
+    real = files._predict_one
+    monkeypatch.setattr(files, "_predict_one", lambda loaded, path, *a, **k: ran.append(path.name) or
+                        real(loaded, path, *a, **k))
+    with pytest.raises(SystemExit) as ex:
+        main(["predict", "--model", str(grid_run), "-i", str(scans), "-o", str(out), "--device", "cpu", "--continue"])
+    assert ex.value.code == 0
+    assert ran == ["b.nrrd"]
+    assert sorted(c["id"] for c in json.loads((out / "summary.json").read_text())["cases"]) == ["a", "b", "c"]
+
+
+def test_repeated_input_option(tmp_path, grid_run):
+    from coroseg.cli import main
+
+    for name in ("x", "y"):
+        write_volume(Volume(np.full((12, 14, 16), 40, np.int16), (1.0, 1.0, 1.0)), tmp_path / f"{name}.nrrd")
+    with pytest.raises(SystemExit) as ex:
+        main(["predict", "--model", str(grid_run), "-i", str(tmp_path / "x.nrrd"), "-i", str(tmp_path / "y.nrrd"),
+              "-o", str(tmp_path / "out"), "--device", "cpu"])
+    assert ex.value.code == 0
+    assert sorted(p.name for p in (tmp_path / "out").glob("*_seg.nrrd")) == ["x_seg.nrrd", "y_seg.nrrd"]
+
+
+def test_nnunet_channel_suffix_is_not_part_of_the_case_id(tmp_path, grid_run):
+    from coroseg.eval.evaluate import evaluate_folders, pair_cases
+    from coroseg.infer.files import predict
+    from coroseg.infer.pipeline import case_id
+
+    assert case_id(Path("imagesTs/case_7_0000.nii.gz")) == "case_7"
+    assert case_id(Path("_0000.nii.gz")) == "_0000"  # nothing would be left
+    ims, labs = tmp_path / "imagesTs", tmp_path / "labelsTs"
+    arr = np.full((12, 14, 16), 40, np.int16)
+    write_volume(Volume(arr, (1.0, 1.0, 1.0)), ims / "case_7_0000.nii.gz")
+    write_volume(Volume(np.zeros(arr.shape, np.uint8), (1.0, 1.0, 1.0), is_label=True), labs / "case_7.nii.gz")
+    predict(grid_run, ims, tmp_path / "pred", device="cpu", progress=False, save_prob=True)
+    assert (tmp_path / "pred" / "case_7_seg.nii.gz").exists() and (tmp_path / "pred" / "case_7_prob.nii.gz").exists()
+    pairs, missing = pair_cases(tmp_path / "pred", labs)  # the _prob map is not taken for a mask
+    assert [(c, p.name) for c, p, _ in pairs] == [("case_7", "case_7_seg.nii.gz")] and missing == []
+    rows, _ = evaluate_folders(tmp_path / "pred", labs)
+    assert [r["case_id"] for r in rows] == ["case_7"]

@@ -3,7 +3,7 @@
 Files are paired by **case id**: the file name without its volume extension and without a
 trailing role suffix such as ``_seg``, ``_pred``, ``_label``, ``.label``, ``.img`` (so
 ``Normal_1.nrrd`` / ``Normal_1_pred.nii.gz`` and ImageCAS ``12.label.nii.gz`` / nnU-Net
-``12.nii.gz`` pair up). Every prediction must have a ground truth (else
+``12.nii.gz`` pair up; ``predict``'s ``<id>_prob`` maps are skipped). Every prediction must have a ground truth (else
 :class:`~coroseg.errors.InputError`); ground truths without a prediction are listed as
 missing and not scored. Each pair must share the grid (shape, spacing, origin, direction),
 else :class:`~coroseg.errors.GeometryError` naming the prediction, expected vs found.
@@ -35,6 +35,9 @@ __all__ = ["case_id_from_path", "pair_cases", "binary_label", "evaluate_folders"
 ROLE_SUFFIXES = ("_seg", "_segmentation", "_pred", "_prediction", "_label", "_labels", "_mask",
                  "_gt", ".label", ".seg", ".img")
 
+#: volume files in a prediction folder that are not masks (skipped when pairing)
+NOT_MASKS = ("_prob", "_probability")
+
 #: how each metric is shown in tables
 _LABELS = {"dice": "Dice", "precision": "Precision", "recall": "Recall",
            "voxel_accuracy": "Voxel accuracy", "hd95_mm": "HD95 (mm)", "assd_mm": "ASSD (mm)",
@@ -65,6 +68,8 @@ def _index(folder: Path, what: str) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
         if p.name.startswith(".") or not p.is_file() or volume_extension(p) is None:
+            continue
+        if strip_extension(p).lower().endswith(NOT_MASKS):  # predict --save-prob writes these beside the masks
             continue
         cid = case_id_from_path(p)
         if cid in found:

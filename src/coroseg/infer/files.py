@@ -57,6 +57,7 @@ def predict(
     batch_size: int = 4,
     progress: bool = True,
     precision: str = "auto",
+    skip_complete: bool = False,
 ) -> list[dict]:
     """Segment every scan in ``inputs`` and write the outputs to ``output_dir``.
 
@@ -83,6 +84,9 @@ def predict(
         tqdm progress bar over scans.
     precision : {"auto", "fp32", "bf16"}
         Network arithmetic (see :func:`coroseg.infer.predict_volume`).
+    skip_complete : bool
+        ``--continue``: leave out scans whose outputs in ``output_dir`` are complete
+        (:func:`complete_cases`); their summary entries are kept.
 
     Returns
     -------
@@ -122,6 +126,15 @@ def predict(
         if not paths:
             raise InputError("holds only coroseg outputs listed in its summary.json; nothing to segment",
                              inputs if isinstance(inputs, (str, Path)) else output_dir)
+    if skip_complete and output_dir.is_dir():
+        done = set(complete_cases(output_dir).values())
+        skipped = [p for p in paths if case_id(p) in done]
+        paths = [p for p in paths if case_id(p) not in done]
+        if skipped:
+            log.info("--continue: %d of %d scans already complete in %s", len(skipped), len(skipped) + len(paths),
+                     output_dir)
+        if not paths:
+            return []
     ids = [case_id(p) for p in paths]
     dupes = {i for i in ids if ids.count(i) > 1}
     if dupes:

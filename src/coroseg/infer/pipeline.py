@@ -312,10 +312,20 @@ def find_inputs(path: str | Path) -> list[Path]:
     return [path]
 
 
+#: nnU-Net's channel suffix on image files (``case_0000.nii.gz``): not part of the case id
+NNUNET_CHANNEL = "_0000"
+
+
 def case_id(path: Path) -> str:
+    """The case id of an input: a folder's name, or a file's name without its extension and
+    without nnU-Net's channel suffix ``_0000`` (so ``case_0000.nii.gz`` gives ``case_seg.nii.gz``,
+    which ``evaluate`` pairs with ``labelsTs/case.nii.gz``)."""
     from coroseg.io.volume import strip_extension
 
-    return path.name if path.is_dir() else strip_extension(path)
+    if path.is_dir():
+        return path.name
+    name = strip_extension(path)
+    return name[: -len(NNUNET_CHANNEL)] if name.endswith(NNUNET_CHANNEL) and len(name) > len(NNUNET_CHANNEL) else name
 
 
 __all__ = ["predict_volume", "Prediction", "resolve_device", "find_inputs", "case_id", "load", "CENTERLINE_MODES"]
