@@ -305,6 +305,11 @@ def test_nnunet_channel_suffix_is_not_part_of_the_case_id(tmp_path, grid_run):
 
     assert case_id(Path("imagesTs/case_7_0000.nii.gz")) == "case_7"
     assert case_id(Path("_0000.nii.gz")) == "_0000"  # nothing would be left
+    # outside an nnU-Net image folder a name ending in _0000 is just a name (the phantom's synth_0000)
+    phantoms = tmp_path / "CTCA"
+    for n in ("synth_0000", "synth_0001"):
+        write_volume(Volume(np.zeros((2, 2, 2), np.int16), (1.0, 1.0, 1.0)), phantoms / f"{n}.nrrd")
+    assert case_id(phantoms / "synth_0000.nrrd") == "synth_0000"
     ims, labs = tmp_path / "imagesTs", tmp_path / "labelsTs"
     arr = np.full((12, 14, 16), 40, np.int16)
     write_volume(Volume(arr, (1.0, 1.0, 1.0)), ims / "case_7_0000.nii.gz")

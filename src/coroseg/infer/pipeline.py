@@ -21,6 +21,7 @@ segmentation that is handed back.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from pathlib import Path
@@ -317,15 +318,34 @@ NNUNET_CHANNEL = "_0000"
 
 
 def case_id(path: Path) -> str:
-    """The case id of an input: a folder's name, or a file's name without its extension and
-    without nnU-Net's channel suffix ``_0000`` (so ``case_0000.nii.gz`` gives ``case_seg.nii.gz``,
-    which ``evaluate`` pairs with ``labelsTs/case.nii.gz``)."""
+    """The case id of an input: a folder's name, or a file's name without its extension and, in an
+    nnU-Net image folder, without the channel suffix ``_0000`` (``imagesTs/case_0000.nii.gz``
+    gives ``case_seg.nii.gz``, which ``evaluate`` pairs with ``labelsTs/case.nii.gz``).
+
+    A folder counts as nnU-Net's when it is named ``images*`` or every volume file in it ends in
+    ``_0000``; elsewhere ``synth_0000.nrrd`` stays ``synth_0000``.
+    """
     from coroseg.io.volume import strip_extension
 
     if path.is_dir():
         return path.name
     name = strip_extension(path)
-    return name[: -len(NNUNET_CHANNEL)] if name.endswith(NNUNET_CHANNEL) and len(name) > len(NNUNET_CHANNEL) else name
+    if name.endswith(NNUNET_CHANNEL) and len(name) > len(NNUNET_CHANNEL) and _nnunet_folder(path.parent):
+        return name[: -len(NNUNET_CHANNEL)]
+    return name
+
+
+@functools.lru_cache(maxsize=64)
+def _nnunet_folder(folder: Path) -> bool:
+    from coroseg.io.volume import strip_extension, volume_extension
+
+    if folder.name.lower().startswith("images"):
+        return True
+    try:
+        names = [strip_extension(p) for p in folder.iterdir() if volume_extension(p) and not p.name.startswith(".")]
+    except OSError:
+        return False
+    return bool(names) and all(n.endswith(NNUNET_CHANNEL) for n in names)
 
 
 __all__ = ["predict_volume", "Prediction", "resolve_device", "find_inputs", "case_id", "load", "CENTERLINE_MODES"]
