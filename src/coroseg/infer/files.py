@@ -119,15 +119,15 @@ def predict(
     loaded = load(run, dev)
     run_dir = getattr(loaded, "run_dir", None)
 
-    own = set(complete_cases(output_dir)) if output_dir.is_dir() else set()
-    if own:  # a folder that is also the output folder: skip what earlier runs wrote there
+    complete = complete_cases(output_dir) if output_dir.is_dir() else {}  # {output file name: case id}
+    if complete:  # a folder that is also the output folder: skip what earlier runs wrote there
         out_res = output_dir.resolve()
-        paths = [p for p in paths if not (p.parent.resolve() == out_res and p.name in own)]
+        paths = [p for p in paths if not (p.parent.resolve() == out_res and p.name in complete)]
         if not paths:
             raise InputError("holds only coroseg outputs listed in its summary.json; nothing to segment",
                              inputs if isinstance(inputs, (str, Path)) else output_dir)
-    if skip_complete and output_dir.is_dir():
-        done = set(complete_cases(output_dir).values())
+    if skip_complete:
+        done = set(complete.values())
         skipped = [p for p in paths if case_id(p) in done]
         paths = [p for p in paths if case_id(p) not in done]
         if skipped:

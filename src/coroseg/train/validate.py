@@ -36,6 +36,7 @@ class ValCase:
     image: Volume
     label: Volume
     prior: CenterlineGraph | str = "none"   # a graph, or "none" (grid models; nothing found)
+    target: np.ndarray | None = None        # the locator's label on its grid, made at first use
 
 
 def read_val_cases(cases: Sequence[Case], *, centerline: str | None = None, locator: torch.nn.Module | None = None,
@@ -82,8 +83,9 @@ def validate_locator(locator: torch.nn.Module, loc_cfg: dict, cases: Sequence[Va
     with _eval_mode(locator):
         for c in cases:
             prob = locator_probability(orient_lps(c.image), locator, loc_cfg, device=device, batch_size=batch)
-            mask = locator_mask(prob, loc_cfg)
-            scores.append(dice(mask, locator_target(c.label, prob, loc_cfg)))
+            if c.target is None:  # the label does not change between validations: resample it once
+                c.target = locator_target(c.label, prob, loc_cfg)
+            scores.append(dice(locator_mask(prob, loc_cfg), c.target))
     return scores
 
 
