@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 DEMO_OUT ?= demo_out
 
-.PHONY: venv test test-fast demo demo-quick clean
+.PHONY: venv test test-fast lint demo demo-quick clean
 
 venv: $(VENV)/.installed
 
@@ -18,8 +18,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-test: venv
+test: venv lint
 	$(PY) -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check src tests benchmarks train.py test.py
 
 test-fast: venv
 	$(PY) -m pytest -q -m "not slow"

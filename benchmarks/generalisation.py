@@ -93,7 +93,11 @@ def centerline_recall(graph, pred) -> float:
     return float(hit.mean())
 
 
-def apply_overrides(config: dict, overrides) -> dict:
+def apply_overrides(config, overrides):
+    """The run config with ``KEY=JSON`` changes (dotted keys reach into blocks), checked again."""
+    from coroseg.models.config import RunConfig
+
+    config = config.to_dict()
     for item in overrides or []:
         key, _, value = item.partition("=")
         node = config
@@ -101,7 +105,7 @@ def apply_overrides(config: dict, overrides) -> dict:
         for p in path:
             node = node[p]
         node[last] = json.loads(value)
-    return config
+    return RunConfig.from_dict(config)
 
 
 def score_case(run, case, dev, *, modes, predict_kwargs) -> list[dict]:
@@ -189,8 +193,8 @@ def main() -> None:
 
     dev = resolve_device(args.device)
     run = load(args.run, dev)
-    if run.config.get("sampler") != "crop":
-        raise SystemExit(f"{args.run}: a crop model is needed (found {run.config.get('model')})")
+    if not run.config.is_crop:
+        raise SystemExit(f"{args.run}: a crop model is needed (found {run.config.model})")
     run.config = apply_overrides(run.config, args.override)
     kwargs = {} if args.max_iterations is None else {"max_iterations": args.max_iterations}
     if args.postprocess:
@@ -211,7 +215,7 @@ def main() -> None:
                       flush=True)
     head = (f"machine: {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
             f"({torch.get_num_threads()} threads), device {dev}\n"
-            f"run: {args.run} ({run.config.get('model')}, spacing {run.config['spacing']}); "
+            f"run: {args.run} ({run.config.model}, spacing {list(run.config.spacing)}); "
             f"overrides: {args.override or 'none'}; {kwargs or 'predict defaults'}; "
             f"{time.perf_counter() - t_all:.0f} s in all")
     table = summary_table(rows)

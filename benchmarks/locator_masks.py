@@ -18,6 +18,7 @@ probability >= t: :func:`coroseg.infer.postprocess.grow_into`). ``pieces``: conn
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 from pathlib import Path
@@ -45,13 +46,13 @@ def main() -> None:
 
     dev = resolve_device("cpu")
     run = load(args.run, dev)
-    loc_cfg = dict(run.config["locator"], low_threshold=None)
+    loc_cfg = dataclasses.replace(run.config.locator, low_threshold=None)
 
     def size_rule(p, sp):
         return keep_main_components(p >= 0.5, spacing=sp, keep_fraction=0.3)
 
     rules = {
-        "raw": lambda p, sp: p >= 0.5,
+        "raw": lambda p, sp: p >= 0.5,  # noqa: ARG005 - every rule is called as rule(prob, spacing)
         "size": size_rule,
         "reach10": lambda p, sp: keep_main_components(p >= 0.5, spacing=sp, reach_mm=10, min_piece_mm3=1),
         "hyst0.15": lambda p, sp: grow_into(size_rule(p, sp), p >= 0.15),
@@ -67,7 +68,7 @@ def main() -> None:
             label = read_volume(case.label, is_label=True)
             pts, _ = load_centerline(case, label)[0].dense_points(0.5)
             prob, _ = locate(orient_lps(read_volume(case.image)), run.locator, loc_cfg, device=dev)
-            lab = to_model_grid(orient_lps(label), loc_cfg["spacing"])
+            lab = to_model_grid(orient_lps(label), loc_cfg.spacing)
             near = ndimage.binary_dilation(lab.array > 0, iterations=2)
             idx = np.round(prob.world_to_index(pts)).astype(int)
             ok = np.all((idx >= 0) & (idx < np.array(prob.shape)), axis=1)

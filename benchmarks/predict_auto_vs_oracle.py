@@ -25,11 +25,10 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from _common import phantom_data
-
-from coroseg.eval.metrics import dice
-
 import numpy as np
+
+from _common import phantom_data
+from coroseg.eval.metrics import dice
 
 STAGES = ("preprocess", "locator_preprocess", "locator_network", "locator_centerline", "centerline_read",
           "crop_centres", "crop_network", "crop_iterate_centerline", "network", "resample_back", "postprocess",
@@ -82,18 +81,19 @@ def main() -> None:
 
     dev = resolve_device(args.device)
     run = load(run_dir, dev)
-    if run.config.get("sampler") != "crop":
-        raise SystemExit(f"{run_dir}: a crop model is needed (found {run.config.get('model')})")
+    if not run.config.is_crop:
+        raise SystemExit(f"{run_dir}: a crop model is needed (found {run.config.model})")
     if args.locator_run is not None:
         stage1 = load(args.locator_run, dev)
-        if stage1.config.get("sampler") != "grid" or stage1.config.get("dims") != 3:
+        s1 = stage1.config
+        if s1.sampler != "grid" or s1.dims != 3:
             raise SystemExit(f"{args.locator_run}: --locator-run needs a 3D grid model")
+        from coroseg.models.config import LocatorConfig
+
         run.locator = stage1.model
-        run.config = {**run.config, "locator": {
-            "spacing": stage1.config["spacing"], "patch_size": stage1.config["patch_size"],
-            "intensity": stage1.config["intensity"], "network": stage1.config["network"], "weights": None,
-            "threshold": 0.5}}
-        print(f"stage 1: the network of {args.locator_run} ({stage1.config['model']}) replaces the run's locator")
+        run.config = run.config.replace(locator=LocatorConfig(
+            spacing=s1.spacing, patch_size=s1.patch_size, intensity=s1.intensity, network=s1.network, threshold=0.5))
+        print(f"stage 1: the network of {args.locator_run} ({s1.model}) replaces the run's locator")
     if args.heldout > 0:
         from coroseg.data.layouts import load_dataset
         from coroseg.synth import synth_dataset
@@ -131,8 +131,8 @@ def main() -> None:
     print(f"machine: {platform.platform()}, python {platform.python_version()}, {os.cpu_count()} CPUs, "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads), device {dev}"
           + (f" ({torch.cuda.get_device_name()})" if dev.type == "cuda" else ""))
-    print(f"run: {run_dir} ({run.config.get('model')}, spacing {run.config['spacing']}, patch "
-          f"{run.config['patch_size']}); data: {data}, split '{args.split}', {len(cases)} cases; "
+    print(f"run: {run_dir} ({run.config.model}, spacing {list(run.config.spacing)}, patch "
+          f"{list(run.config.patch_size)}); data: {data}, split '{args.split}', {len(cases)} cases; "
           f"iterate={args.iterate}")
     print()
     print(f"{'case':14s} {'shape':>12s} {'Dice auto':>10s} {'Dice oracle':>12s} {'gap':>7s} {'Dice none':>10s} "

@@ -39,8 +39,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import phantom_data
 
+from _common import phantom_data
 from coroseg.eval.metrics import dice
 
 
@@ -103,13 +103,13 @@ def run_baseline(run_dir: str, image: str, label: str, out: str, device: str, pr
     st["read"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     vol_lps = orient_lps(vol)
-    grid = to_model_grid(vol_lps, cfg["spacing"])
-    x = normalise(grid.array, cfg["intensity"])
+    grid = to_model_grid(vol_lps, cfg.spacing)
+    x = normalise(grid.array, cfg.intensity)
     st["preprocess"] = time.perf_counter() - t0
     att = None
-    if cfg.get("attention"):
+    if cfg.attention:
         info = StageInfo()
-        _, graph = locate(vol_lps, run.locator, cfg["locator"], device=dev, info=info)
+        _, graph = locate(vol_lps, run.locator, cfg.locator, device=dev, info=info)
         st.update(info.timings)
         t0 = time.perf_counter()
         att = attention(graph, grid, cfg) if graph is not None else None
@@ -120,7 +120,7 @@ def run_baseline(run_dir: str, image: str, label: str, out: str, device: str, pr
     t0 = time.perf_counter()
     with torch.no_grad():
         inp = torch.from_numpy(chans[None]).to(dev)
-        logits = sliding_window_inference(inp, tuple(cfg["patch_size"]), 4, run.model, overlap=0.25)
+        logits = sliding_window_inference(inp, tuple(cfg.patch_size), 4, run.model, overlap=0.25)
         prob = torch.softmax(logits.float(), 1)[0, 1].cpu().numpy()
     if device.startswith("cuda"):
         torch.cuda.synchronize()

@@ -29,8 +29,16 @@ from pathlib import Path
 import numpy as np
 
 from coroseg.io.volume import read_volume
-from coroseg.prior import (centerline_from_mask, centerline_overlap, covered, crop_centres, crop_centres_2d,
-                           crops_gif, grid_tiles, plot_crops_vs_grid)
+from coroseg.prior import (
+    centerline_from_mask,
+    centerline_overlap,
+    covered,
+    crop_centres,
+    crop_centres_2d,
+    crops_gif,
+    grid_tiles,
+    plot_crops_vs_grid,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = (REPO / ".." / "shared" / "data" / "asoca-anatomy").resolve()
@@ -85,7 +93,7 @@ def main() -> None:
         read_centerline = None
         print("reference reader coroseg.io.centerline_files.read_centerline unavailable: no overlap")
 
-    rows, agg = [], {name: [] for name in CONFIGS}
+    agg = {name: [] for name in CONFIGS}
     t_skel_all, ov_all = [], []
     for case in args.cases:
         label = read_volume(args.data / "Annotations" / f"Normal_{case}.nrrd", is_label=True)
@@ -136,7 +144,7 @@ def main() -> None:
             grid_all = grid_tiles(label.shape, size)
             grid_v = grid_tiles(label.shape, size, mask=mask)
             vol = float(np.prod(size_a))
-            per_k = lambda c: 1000.0 * box_sums(sat, lo_box, c, size_a).sum() / (len(c) * vol)  # noqa: E731
+            per_k = lambda c: 1000.0 * box_sums(sat, lo_box, c, size_a).sum() / (len(c) * vol)  # noqa: E731, B023 - used in this iteration only
             r = dict(n_crop=len(crops), n_dbscan=len(crops_db), n_rad=len(crops_r), n_grid=len(grid_all),
                      n_grid_v=len(grid_v), cov_crop=union_fraction(mask, crops, size_a),
                      cov_db=union_fraction(mask, crops_db, size_a), cov_rad=union_fraction(mask, crops_r, size_a),
@@ -170,10 +178,10 @@ def main() -> None:
         e = np.concatenate([o["ostium_err_mm"] for o in ov_all])
         print(f"ostium error (mm): median {np.median(e):.1f}, max {e.max():.1f}, >10 mm: {(e > 10).sum()}/{len(e)}")
     for name, rs in agg.items():
-        def m(key):  # noqa: E306
+        def m(key, rs=rs):  # noqa: E306
             v = np.array([r[key] for r in rs], dtype=float)
             return f"{v.mean():.1f} [{v.min():.1f}, {v.max():.1f}]"
-        def pc(key):  # noqa: E306
+        def pc(key, rs=rs):  # noqa: E306
             v = 100 * np.array([r[key] for r in rs])
             return f"{v.mean():.1f} (min {v.min():.1f})"
         print(f"{name}:\n  crops kmeans {m('n_crop')}, dbscan {m('n_dbscan')}, kmeans+radius {m('n_rad')}; "

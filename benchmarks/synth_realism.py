@@ -73,7 +73,8 @@ def main() -> None:
     ap.add_argument("--preset", default="small", choices=["small", "asoca"])
     ap.add_argument("--cases", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--frangi-mm", type=float, default=None, help="isotropic voxel for Frangi (default 0.8 asoca, 1.0 small)")
+    ap.add_argument("--frangi-mm", type=float, default=None,
+                    help="isotropic voxel for Frangi (default 0.8 asoca, 1.0 small)")
     args = ap.parse_args()
     iso = args.frangi_mm or (0.8 if args.preset == "asoca" else 1.0)
 

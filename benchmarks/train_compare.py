@@ -67,7 +67,8 @@ def main() -> None:
                           "best_dice": max(dices) if dices else float("nan"),
                           "last_dice": dices[-1] if dices else float("nan"), "wall_s": wall,
                           "locator_s": sum(float(r["seconds"]) for r in loc),
-                          "locator_dice": max((float(r["val_dice"]) for r in loc if r["val_dice"]), default=float("nan"))}
+                          "locator_dice": max((float(r["val_dice"]) for r in loc if r["val_dice"]),
+                                              default=float("nan"))}
 
     print()
     print(f"machine: {platform.platform()}, python {platform.python_version()}, {os.cpu_count()} CPUs, "

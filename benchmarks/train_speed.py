@@ -6,7 +6,7 @@ the same network, loss and optimizer run
 
 - **loop**: the trainer's loop, batches from a ``DataLoader`` over :class:`PatchDataset`
   (patch extraction, attention channel, perturbed centerline, augmentation), then
-  :func:`coroseg.train.trainer.forward_loss` + :func:`~coroseg.train.trainer.optimizer_step`;
+  :func:`coroseg.train.loop.forward_loss` + :func:`~coroseg.train.loop.optimizer_step`;
 - **bare**: the same step on one batch held in memory (no data loading at all);
 - **data**: the loader alone (no step), to show where the difference goes.
 
@@ -44,7 +44,9 @@ def measure(sampler: str, cases, args, dev) -> dict:
     from coroseg.data.augment import build_augmentation
     from coroseg.data.sampling import PatchDataset, crop_centres_for_case, crop_plan, grid_plan
     from coroseg.models.registry import build_network, model_spec, n_parameters, network_config
-    from coroseg.train.trainer import DEFAULTS, attention_settings, forward_loss, optimizer_step
+    from coroseg.train.loop import forward_loss, optimizer_step
+    from coroseg.train.options import DEFAULTS, TrainOptions
+    from coroseg.train.phases import attention_input
 
     patch = [args.patch] * 3
     spec = model_spec(f"unet3d_{sampler}")
@@ -54,7 +56,7 @@ def measure(sampler: str, cases, args, dev) -> dict:
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
     amp = dev.type == "cuda"
-    attention = attention_settings(DEFAULTS) if spec["attention"] else None
+    attention = attention_input(TrainOptions()) if spec["attention"] else None
     n_items = (args.steps + args.warmup) * args.batch_size
     if sampler == "crop":
         centres = [crop_centres_for_case(c, patch, seed=0) for c in cases]

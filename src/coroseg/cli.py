@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 
 from coroseg import __version__
+from coroseg.choices import Architecture, Coords, Device, ExportFormat, Precision, Preset, Split, TestCenterline
 from coroseg.errors import CorosegError
 
 app = typer.Typer(
@@ -48,7 +49,9 @@ def _root(
 
 
 @app.command()
-def info(path: Path = typer.Argument(..., **EXISTING, help="Volume file, DICOM folder, centerline (.vtp/.gml/.mrk.json) or dataset folder.")) -> None:
+def info(path: Path = typer.Argument(
+    ..., **EXISTING,
+    help="Volume file, DICOM folder, centerline (.vtp/.gml/.mrk.json) or dataset folder.")) -> None:
     """Print a volume's, centerline's or dataset's size, spacing, orientation and statistics."""
     from coroseg.info import describe, format_description
 
@@ -59,42 +62,62 @@ def info(path: Path = typer.Argument(..., **EXISTING, help="Volume file, DICOM f
 def synth(
     out: Path = typer.Option(..., "--out", help="Dataset folder to write (split layout + manifest.json)."),
     cases: int = typer.Option(12, "--cases", min=1, help="Number of cases (Normal and Diseased alternate)."),
-    preset: str = typer.Option("small", "--preset", help="small (~0.9 mm, <=160^3) or asoca (512x512, 0.33-0.45 mm)."),
-    anatomy: Optional[Path] = typer.Option(None, "--anatomy", **EXISTING, help="ASOCA-style Annotations/ + Centerlines/ to render CT around."),
+    preset: Preset = typer.Option(
+        Preset.small, "--preset",
+        help="small (~0.9 mm, <=160^3) or asoca (512x512, 0.33-0.45 mm)."),
+    anatomy: Optional[Path] = typer.Option(
+        None, "--anatomy", **EXISTING,
+        help="ASOCA-style Annotations/ + Centerlines/ to render CT around."),
     seed: int = typer.Option(0, "--seed", help="Seed; the same seed gives identical files."),
-    shift: bool = typer.Option(False, "--shift", help="Appearance outside the training ranges (a generalisation test set)."),
+    shift: bool = typer.Option(
+        False, "--shift",
+        help="Appearance outside the training ranges (a generalisation test set)."),
 ) -> None:
     """Synthesize realistic phantom CTCA with exact coronary labels and centerlines."""
     from coroseg.synth import synth_dataset
 
-    synth_dataset(out, cases, preset=preset, anatomy_dir=anatomy, seed=seed, shift=shift)
+    synth_dataset(out, cases, preset=preset.value, anatomy_dir=anatomy, seed=seed, shift=shift)
     typer.echo(f"dataset: {out}")
 
 
 @app.command()
 def train(
-    data: Path = typer.Option(Path("dataset"), "--data", **EXISTING, help="Dataset folder (split, ASOCA, ImageCAS or nnU-Net layout)."),
-    model: str = typer.Option("unet3d_crop", "--model", help="unet2d_grid, unet2d_crop, unet3d_grid or unet3d_crop."),
+    data: Path = typer.Option(
+        Path("dataset"), "--data", **EXISTING,
+        help="Dataset folder (split, ASOCA, ImageCAS or nnU-Net layout)."),
+    model: Architecture = typer.Option(
+        Architecture.unet3d_crop, "--model",
+        help="Architecture: 2D/3D U-Net, grid or centerline-crop sampling."),
     out: Path = typer.Option(..., "--out", help="Run folder to create (or continue with --resume)."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Epochs (default 100; with --resume: the saved value)."),
+    epochs: Optional[int] = typer.Option(
+        None, "--epochs", min=1,
+        help="Epochs (default 100; with --resume: the saved value)."),
     batch_size: int = typer.Option(2, "--batch-size", "--batch_size", min=1, help="Patches per step per process."),
-    patch_budget: Optional[int] = typer.Option(None, "--patch-budget", min=1, help="Total training patches (equal-budget comparisons)."),
-    attention: bool = typer.Option(True, "--attention/--no-attention", help="Crop models: centerline attention channel."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    patch_budget: Optional[int] = typer.Option(
+        None, "--patch-budget", min=1,
+        help="Total training patches (equal-budget comparisons)."),
+    attention: bool = typer.Option(
+        True, "--attention/--no-attention",
+        help="Crop models: centerline attention channel."),
+    device: Device = typer.Option(Device.auto, "--device", help="auto: CUDA when available, else CPU."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run folder's last checkpoint."),
     seed: int = typer.Option(0, "--seed", help="Seed for weights, splits, sampling and augmentation."),
     lr: float = typer.Option(1e-3, "--lr", help="Peak AdamW learning rate."),
     val_every: int = typer.Option(1, "--val-every", min=1, help="Validate on whole volumes every K epochs."),
-    early_stop: int = typer.Option(20, "--early-stop", min=0, help="Stop after K validations without improvement (0: never)."),
+    early_stop: int = typer.Option(
+        20, "--early-stop", min=0,
+        help="Stop after K validations without improvement (0: never)."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
-    overrides: list[str] = typer.Option([], "--set", help="Advanced option KEY=VALUE (JSON value), e.g. --set 'patch_size=[96,96,96]'; repeatable."),
+    overrides: list[str] = typer.Option(
+        [], "--set",
+        help="Advanced option KEY=VALUE (JSON value), e.g. --set 'patch_size=[96,96,96]'; repeatable."),
 ) -> None:
     """Train a 2D/3D U-Net with grid or centerline-crop sampling (DDP under torchrun)."""
     from coroseg.train import train as train_fn
     from coroseg.train.options import TRAIN_OPTIONS, parse_overrides
 
-    run_dir = train_fn(data, out, model=model, epochs=epochs, batch_size=batch_size, attention=attention,
-                       patch_budget=patch_budget, device=device, resume=resume, seed=seed, lr=lr,
+    run_dir = train_fn(data, out, model=model.value, epochs=epochs, batch_size=batch_size, attention=attention,
+                       patch_budget=patch_budget, device=device.value, resume=resume, seed=seed, lr=lr,
                        val_every=val_every, early_stop=early_stop or None, progress=progress,
                        **parse_overrides(overrides, own_options=TRAIN_OPTIONS))
     typer.echo(f"run folder: {run_dir}")
@@ -103,19 +126,32 @@ def train(
 @app.command()
 def predict(
     model: Path = typer.Option(..., "--model", **EXISTING, help="Run folder written by 'coroseg train'."),
-    input: list[Path] = typer.Option(..., "-i", "--input", **EXISTING, help="Volume file, folder of volumes, or DICOM series folder; repeatable."),
+    input: list[Path] = typer.Option(
+        ..., "-i", "--input", **EXISTING,
+        help="Volume file, folder of volumes, or DICOM series folder; repeatable."),
     output: Path = typer.Option(..., "-o", "--output", help="Output folder."),
-    resume: bool = typer.Option(False, "--continue", help="Skip scans whose outputs in the output folder are complete."),
+    resume: bool = typer.Option(
+        False, "--continue",
+        help="Skip scans whose outputs in the output folder are complete."),
     centerline: str = typer.Option("auto", "--centerline", help="auto (locator), none, or a .vtp/.gml/.mrk.json file."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: Device = typer.Option(Device.auto, "--device", help="auto: CUDA when available, else CPU."),
     save_prob: bool = typer.Option(False, "--save-prob", help="Also write the vessel probability map."),
     mesh: bool = typer.Option(False, "--mesh", help="Also write <id>_vessels.stl (LPS mm)."),
     threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0, help="Probability threshold."),
-    keep_trees: bool = typer.Option(True, "--keep-trees/--no-keep-trees", help="Drop components not connected to the coronary trees."),
-    reach_mm: Optional[float] = typer.Option(None, "--reach-mm", min=0.0, help="With --keep-trees: keep the largest tree and what lies within this many mm of it (default 60); 0 = keep the largest trees by size instead."),
+    keep_trees: bool = typer.Option(
+        True, "--keep-trees/--no-keep-trees",
+        help="Drop components not connected to the coronary trees."),
+    reach_mm: Optional[float] = typer.Option(
+        None, "--reach-mm", min=0.0,
+        help="With --keep-trees: keep the largest tree and what lies within this many mm of it (default 60); 0 = keep "
+             "the largest trees by size instead."),
     fill_holes: bool = typer.Option(True, "--fill-holes/--no-fill-holes", help="Fill enclosed holes."),
-    iterate: bool = typer.Option(True, "--iterate/--no-iterate", help="Crop models: add crops where vessels leave the covered region."),
-    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA, fp32 on CPU), fp32, or bf16 (faster on CPUs with bf16 instructions)."),
+    iterate: bool = typer.Option(
+        True, "--iterate/--no-iterate",
+        help="Crop models: add crops where vessels leave the covered region."),
+    precision: Precision = typer.Option(
+        Precision.auto, "--precision",
+        help="auto: bf16 on CUDA, fp32 on CPU; bf16 is also faster on CPUs with bf16 instructions."),
 ) -> None:
     """Segment new scans; writes <id>_seg, centerline (.vtp/.gml/.mrk.json) and summary.json."""
     from coroseg.infer.files import predict as predict_fn
@@ -124,11 +160,11 @@ def predict(
     prior: str | Path = centerline if centerline in ("auto", "none") else Path(centerline)
     _on_interrupt(f"{output}: predict interrupted; scans finished before are complete (listed in summary.json), "
                   "nothing of the scan in progress was kept")
-    summaries = predict_fn(model, input[0] if len(input) == 1 else list(input), output, centerline=prior, device=device, save_prob=save_prob, mesh=mesh,
-                           postprocess=PostprocessOptions(threshold=threshold, keep_trees=keep_trees,
-                                                          fill_holes=fill_holes,
-                                                          **({} if reach_mm is None else {"reach_mm": reach_mm or None})),
-                           iterate=iterate, precision=precision, skip_complete=resume)
+    post = PostprocessOptions(threshold=threshold, keep_trees=keep_trees, fill_holes=fill_holes,
+                              **({} if reach_mm is None else {"reach_mm": reach_mm or None}))
+    summaries = predict_fn(model, input[0] if len(input) == 1 else list(input), output, centerline=prior,
+                           device=device.value, save_prob=save_prob, mesh=mesh, postprocess=post, iterate=iterate,
+                           precision=precision.value, skip_complete=resume)
     typer.echo(f"wrote {len(summaries)} segmentation(s) to {output}")
 
 
@@ -137,15 +173,18 @@ def test_cmd(
     model: Path = typer.Option(..., "--model", **EXISTING, help="Run folder."),
     data: Path = typer.Option(Path("dataset"), "--data", **EXISTING, help="Dataset folder."),
     out: Path = typer.Option(..., "--out", help="Output folder (predictions, metrics.csv, summary.md)."),
-    split: str = typer.Option("test", "--split", help="train, val or test."),
-    centerline: list[str] = typer.Option(["auto"], "--centerline", help="auto and/or gt (gt is reported as ORACLE). Repeat for both."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    split: Split = typer.Option(Split.test, "--split", help="The dataset split to score."),
+    centerline: list[TestCenterline] = typer.Option(
+        [TestCenterline.auto], "--centerline",
+        help="Crop models' prior: auto and/or gt (reported as ORACLE), or none; repeat for several."),
+    device: Device = typer.Option(Device.auto, "--device", help="auto: CUDA when available, else CPU."),
 ) -> None:
     """Predict a held-out split and score it on whole volumes (Dice, HD95, clDice, ...)."""
     from coroseg.eval.testing import test_run
 
     _on_interrupt(f"{out}: test interrupted; nothing of this run was kept")
-    _, table = test_run(model, data, out, split=split, centerlines=centerline, device=device)
+    _, table = test_run(model, data, out, split=split.value, centerlines=[c.value for c in centerline],
+                        device=device.value)
     typer.echo(table)
 
 
@@ -154,7 +193,9 @@ def evaluate(
     pred: Path = typer.Option(..., "--pred", **EXISTING, help="Folder of predicted masks."),
     gt: Path = typer.Option(..., "--gt", **EXISTING, help="Folder of ground-truth masks."),
     out: Optional[Path] = typer.Option(None, "--out", help="Per-case CSV (summary written beside it as .md)."),
-    label_value: Optional[int] = typer.Option(None, "--label-value", help="Treat this label value as vessel (others background)."),
+    label_value: Optional[int] = typer.Option(
+        None, "--label-value",
+        help="Treat this label value as vessel (others background)."),
 ) -> None:
     """Score predicted masks against ground truth, paired by case id."""
     from coroseg.eval.evaluate import evaluate_folders, summary_table
@@ -165,7 +206,7 @@ def evaluate(
 
 @app.command()
 def export(
-    to: str = typer.Option("nnunet", "--to", help="Target format (nnunet)."),
+    to: ExportFormat = typer.Option(ExportFormat.nnunet, "--to", help="Target format."),  # noqa: ARG001 (one so far)
     data: Path = typer.Option(..., "--data", **EXISTING, help="Dataset folder."),
     out: Path = typer.Option(..., "--out", help="Output folder (nnU-Net raw dataset)."),
     dataset_id: int = typer.Option(501, "--dataset-id", help="nnU-Net dataset id."),
@@ -174,8 +215,6 @@ def export(
     from coroseg.data.layouts import load_dataset
     from coroseg.eval.export import export_nnunet
 
-    if to != "nnunet":
-        raise CorosegError(f"unknown export format '{to}'; expected nnunet")
     _on_interrupt(f"{out}: export interrupted; nothing of this export was kept (an earlier one is unchanged)")
     path = export_nnunet(load_dataset(data), out, dataset_id=dataset_id)
     typer.echo(f"nnU-Net dataset: {path}")
@@ -185,12 +224,12 @@ def export(
 def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", help="Demo folder (data, run, test, report.html)."),
     quick: bool = typer.Option(False, "--quick", help="A small smoke version (CI): fewer cases and patches."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: Device = typer.Option(Device.auto, "--device", help="auto: CUDA when available, else CPU."),
 ) -> None:
     """Synthesize phantoms, train unet3d_crop, test (auto vs oracle centerline), write report.html."""
     from coroseg.demo import run_demo
 
-    run_demo(out, quick=quick, device=device)
+    run_demo(out, quick=quick, device=device.value)
 
 
 @app.command()
@@ -202,15 +241,17 @@ def experiment(
     batch_size: int = typer.Option(4, "--batch-size", min=1),
     lr: float = typer.Option(1e-3, "--lr", help="Peak learning rate of every arm."),
     val_every: int = typer.Option(1, "--val-every", min=1, help="Whole-volume validation every K epochs."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    device: Device = typer.Option(Device.auto, "--device", help="auto: CUDA when available, else CPU."),
     baselines: bool = typer.Option(True, "--baselines/--no-baselines", help="Add HU-threshold and Frangi rows."),
-    overrides: list[str] = typer.Option([], "--set", help="Training option KEY=VALUE for every arm (e.g. a CPU-sized network); repeatable."),
+    overrides: list[str] = typer.Option(
+        [], "--set",
+        help="Training option KEY=VALUE for every arm (e.g. a CPU-sized network); repeatable."),
 ) -> None:
     """Grid vs centerline crops (2D/3D), attention ablation and budget sweep; writes results.md."""
     from coroseg.experiment import run_experiment
     from coroseg.train.options import TRAIN_OPTIONS, parse_overrides
 
-    typer.echo(run_experiment(data, out, patch_budget=patch_budget, seeds=seeds, device=device, lr=lr,
+    typer.echo(run_experiment(data, out, patch_budget=patch_budget, seeds=seeds, device=device.value, lr=lr,
                               val_every=val_every, batch_size=batch_size, baselines=baselines,
                               overrides=parse_overrides(overrides, own_options=TRAIN_OPTIONS)))
 
@@ -218,8 +259,12 @@ def experiment(
 @app.command()
 def report(
     run: Path = typer.Option(..., "--run", **EXISTING, file_okay=False, help="Run folder."),
-    test: Optional[Path] = typer.Option(None, "--test", **EXISTING, file_okay=False, help="'coroseg test' output (default: RUN/test)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Dataset with images/labels (default: from the run's config)."),
+    test: Optional[Path] = typer.Option(
+        None, "--test", **EXISTING, file_okay=False,
+        help="'coroseg test' output (default: RUN/test)."),
+    data: Optional[Path] = typer.Option(
+        None, "--data",
+        help="Dataset with images/labels (default: from the run's config)."),
     out: Optional[Path] = typer.Option(None, "--out", help="HTML file (default: TEST/report.html)."),
     max_cases: int = typer.Option(6, "--max-cases", min=1, help="Cases with overlay figures."),
 ) -> None:
@@ -233,8 +278,12 @@ def report(
 def centerline(
     label: Path = typer.Option(..., "--label", **EXISTING, help="Binary vessel mask (ours, the user's, ImageCAS...)."),
     out: Path = typer.Option(..., "--out", help="Output centerline (.vtp, .gml or .mrk.json)."),
-    reference: Optional[Path] = typer.Option(None, "--reference", **EXISTING, help="Reference centerline to compare with (overlap)."),
-    min_spur_mm: Optional[float] = typer.Option(None, "--min-spur-mm", help="Prune side spurs shorter than this (default: from the local radius)."),
+    reference: Optional[Path] = typer.Option(
+        None, "--reference", **EXISTING,
+        help="Reference centerline to compare with (overlap)."),
+    min_spur_mm: Optional[float] = typer.Option(
+        None, "--min-spur-mm",
+        help="Prune side spurs shorter than this (default: from the local radius)."),
     bridge_gap_mm: float = typer.Option(2.0, "--bridge-gap-mm", help="Bridge gaps up to this length."),
 ) -> None:
     """Extract a centerline graph (ostia, branches, radii) from a vessel mask."""
@@ -254,13 +303,15 @@ def centerline(
 def convert_centerline(
     src: Path = typer.Argument(..., **EXISTING, help="Input centerline (.vtp or .gml)."),
     dst: Path = typer.Argument(..., help="Output (.vtp, .gml or .mrk.json)."),
-    reference: Optional[Path] = typer.Option(None, "--reference", **EXISTING, help="Image or mask the centerline belongs to (resolves .vtp frames)."),
-    coords: str = typer.Option("auto", "--coords", help="Frame of a .vtp input: auto, lps, ras or image."),
+    reference: Optional[Path] = typer.Option(
+        None, "--reference", **EXISTING,
+        help="Image or mask the centerline belongs to (resolves .vtp frames)."),
+    coords: Coords = typer.Option(Coords.auto, "--coords", help="Frame of a .vtp input."),
 ) -> None:
     """Convert a centerline between VTP, GML and 3D Slicer markups (always LPS on output)."""
     from coroseg.io.centerline_files import convert_centerline as convert
 
-    graph = convert(src, dst, reference=reference, coords=coords)
+    graph = convert(src, dst, reference=reference, coords=coords.value)
     typer.echo(f"{graph} -> {dst}")
 
 

@@ -29,13 +29,12 @@ import time
 from pathlib import Path
 
 from coroseg.io.atomic import write_json
-
 from coroseg.models.run import run_complete
 
 log = logging.getLogger(__name__)
 
 
-#: training options of the demo (any key of :data:`coroseg.train.trainer.DEFAULTS`): a network
+#: training options of the demo (any field of :class:`coroseg.train.options.TrainOptions`): a network
 #: sized for a CPU (4 levels, 48^3 crops, about 22 crops/s on 2 cores) instead of the package
 #: defaults (5 levels, 64^3, sized for a GPU), and a model spacing fine enough for 1-2 mm vessels
 DEMO_OPTIONS: dict = {

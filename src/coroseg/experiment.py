@@ -22,7 +22,6 @@ import numpy as np
 
 from coroseg.eval.evaluate import write_csv
 from coroseg.io.atomic import atomic_path, write_text
-
 from coroseg.models.run import run_complete
 
 log = logging.getLogger(__name__)
@@ -57,7 +56,7 @@ def run_experiment(data_dir: str | Path, out_dir: str | Path, *, patch_budget: i
                    overrides: dict | None = None) -> str:
     """Run every arm for every seed; return the ``results.md`` text (also written to ``out_dir``).
 
-    ``overrides`` are training options (keys of ``coroseg.train.DEFAULTS``) applied to every
+    ``overrides`` are training options (fields of ``coroseg.train.options.TrainOptions``) applied to every
     arm alike, e.g. a CPU-sized network; they are recorded in ``results.md``.
     """
     from coroseg.eval.testing import test_run
@@ -94,9 +93,9 @@ def run_experiment(data_dir: str | Path, out_dir: str | Path, *, patch_budget: i
 
 def classical_baselines(data_dir: str | Path, run_dir: Path) -> list[dict]:
     """Global HU threshold and Frangi vesselness, each thresholded at a value fitted on train cases."""
+    from coroseg.data.cache import read_case
     from coroseg.eval.baselines import apply_threshold, fit_threshold, frangi_segmentation
     from coroseg.eval.metrics import all_metrics
-    from coroseg.data.cache import read_case
     from coroseg.eval.testing import split_cases
 
     def load(split: str):
@@ -159,7 +158,8 @@ def results_markdown(rows: list[dict], *, patch_budget: int, seeds: Sequence[int
             for key, _ in COLUMNS:
                 v = _per_seed_means(rows, arm, mode, key)
                 cells.append("n/a" if not np.isfinite(v).any() else
-                             f"{np.nanmean(v):.{2 if key.endswith('_mm') else 3}f} ± {np.nanstd(v):.{2 if key.endswith('_mm') else 3}f}")
+                             f"{np.nanmean(v):.{2 if key.endswith('_mm') else 3}f} ± "
+                             f"{np.nanstd(v):.{2 if key.endswith('_mm') else 3}f}")
             label = {"none": "-", "auto": "auto", "oracle": "ORACLE (gt)"}[mode]
             lines.append(f"| {arm} | {label} | {budget or '-'} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

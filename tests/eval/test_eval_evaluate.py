@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 
 from coroseg.errors import GeometryError, InputError
-from coroseg.eval.evaluate import (case_id_from_path, comparison_table, evaluate_folders, pair_cases, summarize,
-                                   summary_table)
+from coroseg.eval.evaluate import (
+    case_id_from_path,
+    comparison_table,
+    evaluate_folders,
+    pair_cases,
+    summarize,
+    summary_table,
+)
 from coroseg.io.volume import Volume, write_volume
 
 SP = (0.625, 0.4, 0.4)

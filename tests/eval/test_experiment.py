@@ -23,7 +23,8 @@ def test_experiment_toy_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "exp"
     assert (out / "results.md").read_text() == text
     assert (out / "dice_vs_budget.png").stat().st_size > 1000
-    lines = [ln for ln in text.splitlines() if ln.startswith("| unet") or ln.startswith("| HU") or ln.startswith("| Frangi")]
+    lines = [ln for ln in text.splitlines()
+             if ln.startswith("| unet") or ln.startswith("| HU") or ln.startswith("| Frangi")]
     # grid: one row; each crop arm: auto + ORACLE rows; two classical baselines
     assert len(lines) == 1 + 2 + 2 + 2
     assert any("ORACLE" in ln for ln in lines)

@@ -8,7 +8,6 @@ are segmented. That makes the orientation and geometry tests meaningful without 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,15 +91,20 @@ class FakeRun:
 
 def make_config(model: str = "unet3d_crop", *, patch=(16, 16, 16), spacing=(1.0, 1.0, 1.0), attention=True,
                 locator=True) -> dict:
+    from coroseg.models.registry import network_config
+
     crop = model.endswith("_crop")
+    dims, chans = 2 if patch[0] == 1 else 3, 2 if (attention and crop) else 1
+    net = network_config({"dims": dims, "in_channels": chans}, channels=(4, 8), num_res_units=0)
+    loc_net = network_config({"dims": 3, "in_channels": 1}, channels=(4, 8), num_res_units=0)
     return {
         "coroseg_version": "test", "model": model, "dims": 2 if patch[0] == 1 else 3,
         "sampler": "crop" if crop else "grid", "attention": bool(attention and crop),
         "in_channels": 2 if (attention and crop) else 1, "patch_size": list(patch), "spacing": list(spacing),
-        "intensity": dict(INTENSITY), "network": {},
-        "attention_cfg": {"mode": "gaussian", "dilation_mm": 1.0, "weight": 1.0},
+        "intensity": dict(INTENSITY), "network": net,
+        "attention_cfg": {"mode": "gaussian", "dilation_mm": 1.0},
         "crop": {"method": "kmeans"}, "seed": 0,
-        "locator": ({"spacing": [1.5, 1.5, 1.5], "patch_size": [16, 16, 16], "network": {},
+        "locator": ({"spacing": [1.5, 1.5, 1.5], "patch_size": [16, 16, 16], "network": loc_net,
                      "intensity": dict(INTENSITY), "weights": "locator.safetensors", "threshold": 0.5}
                     if (crop and locator) else None),
     }
@@ -122,3 +126,21 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a) > 0, np.asarray(b) > 0
     s = a.sum() + b.sum()
     return 1.0 if s == 0 else 2.0 * np.logical_and(a, b).sum() / s
+
+
+def tiny_run_folder(folder, model: str):
+    """A run folder built by hand: tiny random MONAI U-Nets (and locator), safetensors, config.json."""
+    import json
+
+    from coroseg.models.registry import build_network, model_spec, network_config
+    from coroseg.models.run import save_weights
+
+    torch.manual_seed(0)
+    cfg = make_config(model)
+    cfg["network"] = network_config(model_spec(model), channels=(4, 8), num_res_units=0)
+    save_weights(build_network(cfg["network"]), folder / "model.safetensors")
+    if cfg["locator"]:
+        cfg["locator"]["network"] = network_config(model_spec("unet3d_grid"), channels=(4, 8), num_res_units=0)
+        save_weights(build_network(cfg["locator"]["network"]), folder / "locator.safetensors")
+    (folder / "config.json").write_text(json.dumps(cfg))
+    return folder

@@ -11,8 +11,13 @@ import pytest
 
 from coroseg.errors import InputError
 from coroseg.io.centerline import CenterlineGraph
-from coroseg.io.centerline_files import (centerline_outside, check_centerline_in_image, mask_hit_rate,
-                                         read_centerline, write_centerline)
+from coroseg.io.centerline_files import (
+    centerline_outside,
+    check_centerline_in_image,
+    mask_hit_rate,
+    read_centerline,
+    write_centerline,
+)
 from coroseg.io.volume import Volume, read_volume
 from coroseg.io.vtp import choose_convention, from_lps, polylines_to_vtp_text, read_vtp, read_vtp_polylines, to_lps
 
@@ -117,7 +122,6 @@ def test_vtp_uint32_header_float32_and_uncompressed_binary(tmp_path: Path) -> No
 
     pts = np.array([[0, 0, 0], [0, 0, 1], [0, 0, 2]], dtype="<f4")
     conn = np.arange(3, dtype="<i4")
-    offs = np.array([3], dtype="<i4")
 
     def enc(a: np.ndarray) -> str:
         raw = a.tobytes()

@@ -9,8 +9,16 @@ import numpy as np
 import pytest
 
 from coroseg.errors import InputError
-from coroseg.io.volume import (Volume, grid_mismatch, orient_lps, read_volume, resample, resample_to_grid,
-                               strip_extension, write_volume)
+from coroseg.io.volume import (
+    Volume,
+    grid_mismatch,
+    orient_lps,
+    read_volume,
+    resample,
+    resample_to_grid,
+    strip_extension,
+    write_volume,
+)
 
 OBLIQUE = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
 

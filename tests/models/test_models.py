@@ -11,7 +11,7 @@ import torch
 from coroseg.data.preprocess import intensity_stats, normalise, target_spacing, to_model_grid
 from coroseg.errors import CorosegError
 from coroseg.io.volume import Volume
-from coroseg.models import MODEL_NAMES, build_network, load_run, load_weights, model_spec, network_config, save_weights
+from coroseg.models import build_network, load_run, load_weights, model_spec, network_config, save_weights
 from coroseg.models.run import read_config
 
 TINY = {"channels": [4, 8, 16], "num_res_units": 1}

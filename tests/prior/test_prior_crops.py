@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from coroseg.prior import centres_from_centerline, covered, crop_centres, crop_centres_2d, crop_slices, extract_patch, grid_tiles, paste_patch
+from coroseg.prior import (
+    centres_from_centerline,
+    covered,
+    crop_centres,
+    crop_centres_2d,
+    crop_slices,
+    extract_patch,
+    grid_tiles,
+    paste_patch,
+)
 
 
 def _random_tree(rng: np.random.Generator, n_walks: int = 4, steps: int = 150) -> np.ndarray:

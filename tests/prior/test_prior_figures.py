@@ -7,7 +7,14 @@ import pytest
 from PIL import Image
 
 from coroseg.io.volume import Volume, read_volume
-from coroseg.prior import centerline_from_mask, centerline_overlap, crop_centres, crops_gif, grid_tiles, plot_crops_vs_grid
+from coroseg.prior import (
+    centerline_from_mask,
+    centerline_overlap,
+    crop_centres,
+    crops_gif,
+    grid_tiles,
+    plot_crops_vs_grid,
+)
 
 from .phantoms import y_mask
 

@@ -18,10 +18,18 @@ from typing import Callable
 
 import numpy as np
 import pytest
-
-from rel_helpers import DICOM
-from rel_helpers import (TINY_TRAIN, image_array, label_array, raw_mha, raw_nrrd, sitk_write, snapshot,
-                         split_dataset, write_image)
+from rel_helpers import (
+    DICOM,
+    TINY_TRAIN,
+    image_array,
+    label_array,
+    raw_mha,
+    raw_nrrd,
+    sitk_write,
+    snapshot,
+    split_dataset,
+    write_image,
+)
 
 needs_dicom = pytest.mark.skipif(not DICOM.exists(), reason="../shared/data is absent (real DICOM series)")
 
@@ -120,7 +128,8 @@ BAD_VOLUMES: dict[str, tuple[Callable[[Path], Path], str]] = {
     "inf_voxels": (_inf, r"2 voxels are NaN or infinite"),
     "array_2d": (_two_d, r"expected a 3D single-channel image, found 2D \(16x14\)"),
     "array_4d": (_four_d, r"expected a 3D single-channel image, found 4D \(16x14x12x2\)"),
-    "zero_spacing": (_zero_spacing, r"cannot read image \(Refusing to change spacing from \[1, 1, 1\] to \[1, 0, 1\]\)"),
+    "zero_spacing": (_zero_spacing,
+                     r"cannot read image \(Refusing to change spacing from \[1, 1, 1\] to \[1, 0, 1\]\)"),
     "sheared_direction": (_sheared, r"direction matrix is not orthonormal"),
 }
 
@@ -245,7 +254,8 @@ BAD_RUNS = {
     "weights_pickle": ("pickle", "model.safetensors", r"pickled PyTorch checkpoint .* only loads \.safetensors"),
     "config_missing_key": ("missing_key", "config.json", r"config lacks key 'intensity'"),
     "config_not_json": ("config_not_json", "config.json", r"cannot read config"),
-    "config_bad_intensity": ("bad_intensity", "config.json", r"config intensity: expected clip=\[lo, hi\], mean and std"),
+    "config_bad_intensity": ("bad_intensity", "config.json",
+                             r"config intensity: expected clip=\[lo, hi\], mean and std"),
 }
 
 
@@ -358,7 +368,8 @@ def _pred_precision(d, run):
     return Spec(_predict(run, img, d / "out", "--precision", "fp8"), "--precision", [d / "out"])
 
 
-case("predict-unknown_precision", _pred_precision, r"--precision must be one of auto, fp32, bf16, not 'fp8'")
+case("predict-unknown_precision", _pred_precision,
+     r"Invalid value for '--precision'.*'fp8' is not one of 'auto', 'fp32', 'bf16'")
 
 
 # evaluate
@@ -388,7 +399,8 @@ case("evaluate-label_values_0123", _eval_labels, r"label values \{0, 1, 2, 3\} f
 
 
 def _eval_grid(d, run):
-    pred, gt = _eval_setup(d, pred_builder=lambda f: write_image(f / "c1.nrrd", label_array((12, 14, 15)), is_label=True))
+    pred, gt = _eval_setup(d, pred_builder=lambda f: write_image(f / "c1.nrrd", label_array((12, 14, 15)),
+                                                                 is_label=True))
     return Spec(["evaluate", "--pred", pred, "--gt", gt, "--out", d / "res" / "m.csv"], "c1.nrrd", [d / "res"])
 
 
@@ -487,7 +499,7 @@ def _synth_preset(d, run):
     return Spec(["synth", "--out", d / "ds", "--cases", "1", "--preset", "huge"], "huge", [d / "ds"])
 
 
-case("synth-unknown_preset", _synth_preset, r"unknown preset 'huge'; expected one of small, asoca")
+case("synth-unknown_preset", _synth_preset, r"Invalid value for '--preset'.*'huge' is not one of 'small', 'asoca'")
 
 
 def _synth_anatomy(d, run):

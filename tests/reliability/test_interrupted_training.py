@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from rel_helpers import TINY_TRAIN, split_dataset
 
 from coroseg.models.run import load_run, read_config, read_weights
@@ -62,14 +61,14 @@ def test_sigkill_mid_run_resumes_from_an_intact_checkpoint(dataset, tmp_path, cl
     # what a kill leaves must load: atomic writes, no temporaries visible under the real names
     state = torch.load(out / "optimizer.pt", map_location="cpu", weights_only=True)
     assert all(torch.isfinite(v).all() for v in read_weights(out / "last.safetensors").values())
-    assert read_config(out)["status"] == "running"
+    assert read_config(out).status == "running"
     done = int(state["epoch"])
     res = cli(["train", "--data", dataset, "--model", "unet3d_grid", "--out", out, "--resume",
                "--epochs", str(done + 1), "--device", "cpu", "--no-progress"])
     assert res.code == 0, res.err
-    assert read_config(out)["status"] == "complete"
+    assert read_config(out).status == "complete"
     assert torch.load(out / "optimizer.pt", weights_only=True)["epoch"] == done + 1
-    assert load_run(out).config["model"] == "unet3d_grid"
+    assert load_run(out).config.model == "unet3d_grid"
     # a write killed half-way may leave a hidden ".<name>.<random>.tmp<ext>" (never a real name); resume does
     # not remove it yet (gap: trainer could delete run_dir/.*.tmp* on --resume)
     assert all(p.name.startswith(".") for p in out.glob("*.tmp*"))

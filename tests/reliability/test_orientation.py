@@ -1,6 +1,6 @@
 """The same scan stored with its array axes in another order gives the same segmentation.
 
-Flips and RAS storage are covered by ``tests/infer/test_infer_pipeline.py::test_orientation_invariance``;
+Flips and RAS storage are covered by ``tests/infer/test_pipeline.py::test_orientation_invariance``;
 this adds the axis permutations (e.g. a scan stored (X, Z, Y) with a permuted direction matrix),
 with the deterministic threshold networks of ``tests/infer/infer_helpers.py``.
 """

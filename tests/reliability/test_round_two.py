@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from rel_helpers import TINY_TRAIN, image_array, label_array, snapshot, split_dataset, write_image
 
 PROGRESS = r"^\S[^:]*:\s+\d+%\|"  # a tqdm progress-bar frame, not a message
@@ -120,7 +119,8 @@ def _gml(d: Path, shift: float = 0.0) -> Path:
 
 def test_convert_centerline_unknown_coords(tmp_path, cli):
     res = cli(["convert-centerline", _gml(tmp_path), tmp_path / "o.vtp", "--coords", "bogus"])
-    one_line_error(res, "--coords", r"--coords must be one of lps, ras, image, auto, not 'bogus'")
+    one_line_error(res, "--coords",
+                   r"Invalid value for '--coords'.*'bogus' is not one of 'lps', 'ras', 'image', 'auto'")
     assert not (tmp_path / "o.vtp").exists()
 
 
@@ -153,7 +153,8 @@ TAMPERED = {
     "locator_false": ("locator", False, r"config locator: expected an object or null, found bool"),
     "network_2d_in_a_3d_run": ("network.spatial_dims", 2, r"config network.spatial_dims=2 does not match dims=3"),
     "intensity_not_hu_scale": ("intensity.std", 1e-9, r"config intensity: expected HU-scale values"),
-    "locator_weights_path": ("locator", {"spacing": [1, 1, 1], "patch_size": [16, 16, 16], "weights": "../x.safetensors",
+    "locator_weights_path": ("locator", {"spacing": [1, 1, 1], "patch_size": [16, 16, 16],
+                                         "weights": "../x.safetensors",
                                          "intensity": {"clip": [0, 1], "mean": 0, "std": 1},
                                          "network": {"arch": "unet", "spatial_dims": 3, "in_channels": 1,
                                                      "channels": [4, 8], "strides": [2]}},
@@ -445,7 +446,7 @@ def test_random_json_in_config_never_tracebacks(key, value, tmp_path_factory, ru
 #: options whose valid values all train in about a second (sizes such as channels or patch_size are
 #: bounded but may be valid and slow; their bad values are the explicit cases above)
 SET_KEYS = ["strides", "norm", "augment", "crop_method", "num_res_units", "dropout", "perturb", "attention_mode",
-            "val_overlap", "weight_decay", "fg_fraction", "amp", "cldice"]
+            "val_batch", "weight_decay", "fg_fraction", "amp", "cldice"]
 
 
 @settings(max_examples=30, deadline=None, derandomize=True,

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from rel_helpers import TINY_TRAIN, split_dataset
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "coroseg"

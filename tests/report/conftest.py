@@ -64,6 +64,7 @@ def fake_run(tmp_path: Path, volumes) -> tuple[Path, Path, Path]:
         "Normal_1,oracle,0.8456,0.84,0.85,0.999,1.2,2,0.33,0.92,0\n")
     (test / "summary.md").write_text(
         "# Test summary\n\n| metric | mean ± std | median |\n|---|--:|--:|\n| Dice | 0.7568 ± 0.0556 | 0.7568 |\n"
-        "| HD95 (mm) | 1.6 ± 0.0 | 1.6 |\n\nVoxel *accuracy* is reported for comparison; `recall` is the prior's accuracy.\n",
+        "| HD95 (mm) | 1.6 ± 0.0 | 1.6 |\n\n"
+        "Voxel *accuracy* is reported for comparison; `recall` is the prior's accuracy.\n",
         encoding="utf-8")
     return run, test, data

@@ -8,6 +8,7 @@ from PIL import Image
 
 from coroseg.errors import InputError
 from coroseg.report.figures import overlay_figure, pick_slices, training_curves
+
 SPACING = (1.0, 0.8, 0.8)  # as in conftest.py
 
 

@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from coroseg.report.render3d import BACKGROUND, CLASS_COLOURS, classify_cells, render3d_gif, render3d_png, render_frame
+
 SPACING = (1.0, 0.8, 0.8)  # as in conftest.py
 
 

@@ -37,18 +37,18 @@ def test_coarse_label_keeps_a_thin_line_connected_where_nearest_neighbour_loses_
 
 
 def test_model_spacing_option():
-    from coroseg.train.trainer import _model_spacing
+    from coroseg.train.options import TrainOptions
+    from coroseg.train.phases import model_spacing
 
     cases = [(1.0, 0.8, 0.8), (1.2, 0.7, 0.9), (0.9, 0.85, 0.75)]  # median (1.0, 0.8, 0.8)
-    assert _model_spacing(None, cases) == (1.0, 0.8, 0.8)
-    assert _model_spacing("median", cases) == (1.0, 0.8, 0.8)
-    assert _model_spacing("min", cases) == (0.9, 0.7, 0.75)
-    assert _model_spacing(0.7, cases) == (0.7, 0.7, 0.7)
-    assert _model_spacing([0.6, 0.5, 0.5], cases) == (0.6, 0.5, 0.5)
-    with pytest.raises(CorosegError, match="spacing must be"):
-        _model_spacing("coarse", cases)
-    with pytest.raises(CorosegError, match="spacing must be"):
-        _model_spacing([0.5, -1.0, 0.5], cases)
+    assert model_spacing(None, cases) == (1.0, 0.8, 0.8)
+    assert model_spacing("median", cases) == (1.0, 0.8, 0.8)
+    assert model_spacing("min", cases) == (0.9, 0.7, 0.75)
+    assert model_spacing([0.6, 0.5, 0.5], cases) == (0.6, 0.5, 0.5)
+    # anything else never reaches it: the option is checked when the options are made
+    for bad in ("coarse", [0.5, -1.0, 0.5], 0.7):
+        with pytest.raises(CorosegError, match=r"training option spacing=.*expected \"median\" or \"min\" or three"):
+            TrainOptions(spacing=bad)
 
 
 def _fuse_reference(clusters, size, spacing, max_dist):

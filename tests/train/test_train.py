@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import TINY
 from safetensors.torch import load_file
+from train_helpers import TINY
 
+import coroseg.train.trainer as trainer_mod
 from coroseg.errors import CorosegError
 from coroseg.models import load_run
 from coroseg.models.run import read_config
 from coroseg.train import TrainingInterrupted, train
-import coroseg.train.trainer as trainer_mod
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -55,16 +55,16 @@ def test_each_model_trains_and_loss_falls(tiny_data, tmp_path, model):
             "training_curves.png", "splits.json", "train.log"} <= names
     loaded = load_run(run)
     assert not loaded.model.training
-    assert loaded.config["model"] == model and loaded.config["status"] == "complete"
+    assert loaded.config.model == model and loaded.config.status == "complete"
     assert (loaded.locator is not None) == (model == "unet3d_crop")
     if model == "unet3d_crop":
         assert "locator.safetensors" in names
         # the locator first, so the crop model is validated with the automatic centerline, as predict runs it
         assert [r["phase"] for r in _rows(run)] == ["locator"] * 3 + ["model"] * 3
         assert {r["val_centerline"] for r in rows} == {"auto"}
-    elif loaded.config["attention"]:
+    elif loaded.config.attention:
         assert {r["val_centerline"] for r in rows} == {"reference"}  # no locator: the reference centerline
-    x = torch.zeros((1, loaded.config["in_channels"]) + tuple(PATCH[model][3 - loaded.config["dims"]:]))
+    x = torch.zeros((1, loaded.config.in_channels) + tuple(PATCH[model][3 - loaded.config.dims:]))
     assert loaded.model(x).shape[1] == 2
 
 
@@ -100,7 +100,7 @@ def test_determinism_and_resume_replay_the_same_batches(tiny_data, tmp_path, mon
         _grid_run(tiny_data, tmp_path / "c", augment=0.5)
     state = torch.load(tmp_path / "c" / "optimizer.pt", weights_only=True)
     assert (state["epoch"], state["step_in_epoch"], state["global_step"]) == (0, 3, 3)
-    assert read_config(tmp_path / "c")["status"] == "running"
+    assert read_config(tmp_path / "c").status == "running"
     monkeypatch.undo()
     with pytest.raises(CorosegError, match="already holds a run"):
         _grid_run(tiny_data, tmp_path / "c", augment=0.5)
@@ -168,7 +168,7 @@ def test_ddp_two_processes_gloo_write_one_run(tiny_data, tmp_path):
     rows = _rows(out)
     # 8 patches per epoch shared by 2 ranks of batch 1: 4 steps per epoch, patches counted over both ranks
     assert [(r["epoch"], r["step"], r["patches"]) for r in rows] == [("1", "4", "8"), ("2", "8", "16")]
-    assert load_run(out).config["train"]["world_size"] == 2
+    assert load_run(out).config.train["world_size"] == 2
     assert not list(out.glob(".*.tmp*"))
 
 

@@ -12,6 +12,8 @@ import torch
 
 from coroseg.eval.metrics import dice
 from coroseg.io.volume import Volume
+from coroseg.models.config import LocatorConfig, RunConfig
+from coroseg.models.registry import network_config
 from coroseg.train.validate import ValCase, locator_target, validate_locator, validate_model
 
 INTENSITY = {"clip": [-200.0, 600.0], "mean": 100.0, "std": 100.0}
@@ -35,15 +37,23 @@ def _case(spacing=(1.0, 1.0, 1.0)) -> ValCase:
                                                                     is_label=True))
 
 
-def _grid_config(spacing=(1.0, 1.0, 1.0)) -> dict:
-    return {"model": "unet3d_grid", "dims": 3, "sampler": "grid", "attention": False, "in_channels": 1,
-            "patch_size": [16, 16, 16], "spacing": list(spacing), "intensity": INTENSITY, "network": {},
-            "locator": None}
+NETWORK = network_config({"dims": 3, "in_channels": 1}, channels=(4, 8), num_res_units=0)  # not run: Threshold is
+
+
+def _grid_config(spacing=(1.0, 1.0, 1.0)) -> RunConfig:
+    return RunConfig(model="unet3d_grid", dims=3, sampler="grid", attention=False, in_channels=1,
+                     patch_size=(16, 16, 16), spacing=spacing, intensity=INTENSITY, network=NETWORK)
+
+
+def _locator(label: str = "nearest") -> LocatorConfig:
+    return LocatorConfig(spacing=(1.0, 1.0, 1.0), patch_size=(16, 16, 16), network=NETWORK, intensity=INTENSITY,
+                         label=label, threshold=0.5, keep_fraction=0.3, low_threshold=0.02)
 
 
 def test_validate_model_scores_the_predict_output():
-    from coroseg.infer.pipeline import predict_volume
     import types
+
+    from coroseg.infer.pipeline import predict_volume
 
     case = _case()
     net = Threshold()
@@ -66,8 +76,7 @@ def test_validate_model_on_a_coarser_model_grid_is_scored_on_the_scan_grid():
 
 def test_validate_locator_scores_its_selected_trees():
     case = _case()
-    loc_cfg = {"spacing": [1.0, 1.0, 1.0], "patch_size": [16, 16, 16], "intensity": INTENSITY, "label": "nearest",
-               "threshold": 0.5, "keep_fraction": 0.3, "low_threshold": 0.02}
+    loc_cfg = _locator()
     [score] = validate_locator(Threshold(), loc_cfg, [case], device=torch.device("cpu"))
     assert score == 1.0
     # bright islands far from the tube (1 mm^3: below a tree's 5 mm^3) are not the locator's
@@ -80,8 +89,8 @@ def test_validate_locator_scores_its_selected_trees():
 
 def test_locator_target_is_the_training_label_on_the_locator_grid():
     case = _case()
-    same = locator_target(case.label, case.label, {"label": "nearest"})
+    same = locator_target(case.label, case.label, _locator("nearest"))
     np.testing.assert_array_equal(same, case.label.array > 0)
     coarse_grid = Volume(np.zeros((12, 10, 10), np.float32), (2.0, 2.0, 2.0), (3.5, -1.5, 5.5))
-    cover = locator_target(case.label, coarse_grid, {"label": "coverage"})
+    cover = locator_target(case.label, coarse_grid, _locator("coverage"))
     assert cover.shape == (12, 10, 10) and cover.any()

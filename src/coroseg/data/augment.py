@@ -3,8 +3,8 @@
 Synthetic and small training sets generalise to real CT only with strong augmentation of
 geometry (flips, small rotations, scaling) and appearance (low resolution, blur, intensity
 scale/shift, gamma, bias field, noise). At strength 1 the level shift reaches +-70 HU and the
-scale +-35 %: beyond what the phantom draws, as real scanners are. Spatial transforms act on ``image``, ``prior`` (attention channel) and
-``label`` together; appearance transforms act on ``image`` only.
+scale +-35 %: beyond what the phantom draws, as real scanners are. Spatial transforms act on
+``image``, ``prior`` (attention channel) and ``label`` together; appearance transforms act on ``image`` only.
 
 Every random draw comes from the transform's own ``RandomState``, reseeded per patch by
 :class:`coroseg.data.sampling.PatchDataset`, so a patch is a pure function of its seed.

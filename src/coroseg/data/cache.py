@@ -14,8 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from coroseg.data.layouts import Case
-from coroseg.data.preprocess import (intensity_from_samples, intensity_samples, normalise, target_spacing,
-                                     to_model_grid)
+from coroseg.data.preprocess import intensity_from_samples, intensity_samples, normalise, target_spacing, to_model_grid
 from coroseg.errors import GeometryError, InputError
 from coroseg.io.centerline import CenterlineGraph
 from coroseg.io.volume import Volume, grid_mismatch, read_volume, resample_to_grid
@@ -184,5 +183,5 @@ def prepare_cases(cases: Sequence[Case], spacing: Sequence[float], intensity: di
     return out
 
 
-__all__ = ["PreparedCase", "read_case", "load_centerline", "training_statistics", "case_statistics", "prepare_case", "prepare_cases", "coarse_label",
-           "COVERAGE_THRESHOLD"]
+__all__ = ["PreparedCase", "read_case", "load_centerline", "training_statistics", "case_statistics", "prepare_case",
+           "prepare_cases", "coarse_label", "COVERAGE_THRESHOLD"]

@@ -102,7 +102,8 @@ def normalise(array: np.ndarray, intensity: dict, *, out: np.ndarray | None = No
         lo, hi = (float(v) for v in intensity["clip"])
         mean, std = float(intensity["mean"]), float(intensity["std"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"intensity settings must have clip=[lo, hi], mean, std; found {intensity!r} ({exc})") from None
+        raise InputError(f"intensity settings must have clip=[lo, hi], mean, std; "
+                         f"found {intensity!r} ({exc})") from None
     out = np.clip(np.asarray(array, dtype=np.float32), lo, hi, out=out)
     out -= np.float32(mean)
     out /= np.float32(std)

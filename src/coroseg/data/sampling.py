@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from coroseg.data.cache import PreparedCase
-from coroseg.prior.attention import centerline_points  # re-exported: the points attention maps use
 from coroseg.io.volume import Volume
+from coroseg.prior.attention import centerline_points  # re-exported: the points attention maps use
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +54,7 @@ def crop_centres_for_case(case: PreparedCase, patch_size: Sequence[int], *, meth
                       dtype=int).reshape(-1, 3)
 
 
-def grid_plan(cases: Sequence[PreparedCase], patch_size: Sequence[int], *, samples_per_case: int, seed: int,
+def grid_plan(cases: Sequence[PreparedCase], patch_size: Sequence[int], *, samples_per_case: int, seed: int,  # noqa: ARG001 - same signature as crop_plan; callers pass it positionally
               epoch: int, fg_fraction: float = 0.5) -> list[PatchItem]:
     """Random patches: a fraction ``fg_fraction`` centred on a random foreground voxel, the rest
     uniform over the volume. Shuffled across cases."""
@@ -116,6 +116,18 @@ def patch_grid(grid: Volume, centre: Sequence[int], size: Sequence[int]) -> Volu
     return Volume(np.zeros(tuple(int(s) for s in size), np.uint8), grid.spacing, tuple(origin), grid.direction)
 
 
+@dataclasses.dataclass(frozen=True)
+class AttentionInput:
+    """How training draws a patch's attention channel from its case's centerline."""
+
+    mode: str = "gaussian"
+    dilation_mm: float = 1.0
+    perturb: bool = False        # perturb each case's centerline once per epoch (as an automatic one is)
+    perturb_kwargs: dict = dataclasses.field(default_factory=dict)  # of coroseg.prior.perturb_centerline
+    spurious: int = 0            # fake centerline pieces added per case and epoch
+    dropout: float = 0.0         # share of patches given an empty attention channel
+
+
 class PatchDataset(torch.utils.data.Dataset):
     """Map-style dataset over a plan of :class:`PatchItem`.
 
@@ -128,9 +140,8 @@ class PatchDataset(torch.utils.data.Dataset):
     items : list of PatchItem
     patch_size : [z, y, x]
     dims : 2 or 3
-    attention : dict or None
-        ``{"mode", "dilation_mm", "perturb": bool, "perturb_kwargs": {...}}``; ``None`` for
-        models without the attention channel. With ``perturb``, each case's centerline is
+    attention : AttentionInput or None
+        ``None`` for models without the attention channel. With ``perturb``, each case's centerline is
         perturbed once per epoch (seeded by ``(seed, epoch, case)``): every crop of a case in
         an epoch sees the same degraded centerline, as at inference with an automatic one.
     augment : MONAI Compose or None
@@ -139,7 +150,7 @@ class PatchDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, cases: Sequence[PreparedCase], items: Sequence[PatchItem], patch_size: Sequence[int], dims: int,
-                 *, attention: dict | None = None, augment=None, seed: int = 0, epoch: int = 0):
+                 *, attention: AttentionInput | None = None, augment=None, seed: int = 0, epoch: int = 0):
         self.cases = list(cases)
         self.items = list(items)
         self.patch_size = tuple(int(s) for s in patch_size)
@@ -157,13 +168,13 @@ class PatchDataset(torch.utils.data.Dataset):
         """Dense (perturbed when asked) centerline points of case ``ci`` for this epoch (cached)."""
         if ci not in self._points:
             graph = self.cases[ci].graph
-            if graph is not None and len(graph) and self.attention.get("perturb", False):
+            if graph is not None and len(graph) and self.attention.perturb:
                 from coroseg.prior import perturb_centerline
 
                 rng = np.random.default_rng(item_seed(self.seed, self.epoch, 1_000_000 + ci))
-                graph = perturb_centerline(graph, rng, **self.attention.get("perturb_kwargs", {}))
+                graph = perturb_centerline(graph, rng, **self.attention.perturb_kwargs)
             pts, rad = centerline_points(graph, self.cases[ci].grid)
-            n_fake = int(self.attention.get("spurious", 0) or 0)
+            n_fake = self.attention.spurious
             if n_fake > 0 and len(pts):
                 rng = np.random.default_rng(item_seed(self.seed, self.epoch, 2_000_000 + ci))
                 fpts, frad = spurious_points(pts, rad, self.cases[ci].grid.spacing, rng, n_fake)
@@ -182,8 +193,8 @@ class PatchDataset(torch.utils.data.Dataset):
         if self.attention is not None:
             pts, rad = self.case_points(item.case)
             sample["prior"] = attention_patch(pts, rad, item.centre, self.patch_size, case.grid.spacing,
-                                              self.attention)[None]
-            drop = float(self.attention.get("dropout", 0.0) or 0.0)
+                                              mode=self.attention.mode, dilation_mm=self.attention.dilation_mm)[None]
+            drop = self.attention.dropout
             if drop > 0 and np.random.default_rng([item.seed, 7]).random() < drop:
                 sample["prior"] = np.zeros_like(sample["prior"])
         if self.dims == 2:
@@ -252,7 +263,7 @@ def spurious_points(points_idx: np.ndarray, radii: np.ndarray, spacing: Sequence
 
 
 def attention_patch(points_idx: np.ndarray, radii: np.ndarray, centre: Sequence[int], size: Sequence[int],
-                    spacing: Sequence[float], cfg: dict) -> np.ndarray:
+                    spacing: Sequence[float], *, mode: str = "gaussian", dilation_mm: float = 1.0) -> np.ndarray:
     """The attention channel on one patch, float32 ``size``.
 
     Equal to :func:`coroseg.prior.attention_channel` on the patch grid, computed from the
@@ -263,9 +274,9 @@ def attention_patch(points_idx: np.ndarray, radii: np.ndarray, centre: Sequence[
     size = np.asarray(size, dtype=int)
     start = np.asarray(centre, dtype=int) - size // 2
     return np.asarray(attention_from_points(np.asarray(points_idx, float).reshape(-1, 3) - start, tuple(size),
-                                            spacing, dilation_mm=float(cfg.get("dilation_mm", 1.0)),
-                                            mode=cfg.get("mode", "gaussian"), radii=radii), np.float32)
+                                            spacing, dilation_mm=float(dilation_mm),
+                                            mode=mode, radii=radii), np.float32)
 
 
 __all__ = ["PatchItem", "item_seed", "crop_centres_for_case", "grid_plan", "crop_plan", "shard", "patch_grid",
-           "PatchDataset", "centerline_points", "attention_patch", "spurious_points"]
+           "PatchDataset", "AttentionInput", "centerline_points", "attention_patch", "spurious_points"]

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from coroseg.data.layouts import Case, load_dataset
 from coroseg.data.cache import load_centerline, read_case
+from coroseg.data.layouts import Case, load_dataset
 from coroseg.errors import CorosegError
 from coroseg.eval.evaluate import summary_table, write_csv
 from coroseg.eval.metrics import all_metrics
@@ -30,11 +30,11 @@ MODE_LABELS = {"auto": "auto", "gt": "oracle", "none": "none"}
 TABLE_METRICS = ("dice", "precision", "recall", "voxel_accuracy", "hd95_mm", "cldice", "betti0_error")
 
 
-def split_cases(run_dir: str | Path, data_dir: str | Path, split: str) -> list[Case]:
+def split_cases(run_dir: str | Path | None, data_dir: str | Path, split: str) -> list[Case]:
     """Cases of ``split``, using the run's saved ``splits.json`` when the dataset has no folders."""
-    run_dir = Path(run_dir)
-    splits_file = run_dir / "splits.json"
-    cases = load_dataset(data_dir, splits_file=splits_file if splits_file.exists() else None)
+    splits_file = None if run_dir is None else Path(run_dir) / "splits.json"
+    cases = load_dataset(data_dir, splits_file=splits_file if splits_file is not None and splits_file.exists()
+                         else None)
     chosen = [c for c in cases if c.split == split]
     if not chosen:
         raise CorosegError(f"no cases in split '{split}' (found splits: "
@@ -42,13 +42,15 @@ def split_cases(run_dir: str | Path, data_dir: str | Path, split: str) -> list[C
     return chosen
 
 
-def test_run(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, *, split: str = "test",
+def test_run(run_dir, data_dir: str | Path, out_dir: str | Path, *, split: str = "test",
              centerlines: Sequence[str] = ("auto",), device: str = "auto", save_predictions: bool = True,
              progress: bool = True) -> tuple[list[dict], str]:
     """Predict and evaluate ``split`` of ``data_dir`` with the run in ``run_dir``.
 
     Parameters
     ----------
+    run_dir : path or LoadedRun
+        The run folder, or a run already loaded (its ``run_dir`` gives the saved splits).
     centerlines : sequence of {"auto", "gt", "none"}
         Prior sources to test (crop models); grid models ignore it and run once.
     save_predictions : bool
@@ -68,9 +70,10 @@ def test_run(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, *, 
     out_dir = Path(out_dir)
     dev = resolve_device(device)
     run = load(run_dir, dev)
-    if run.config.get("sampler") != "crop":
+    if not run.config.is_crop:
         centerlines = ("none",)
-    cases = split_cases(run_dir, data_dir, split)
+    folder = run_dir if isinstance(run_dir, (str, Path)) else getattr(run_dir, "run_dir", None)
+    cases = split_cases(folder, data_dir, split)
     rows: list[dict] = []
     # everything is written into a hidden folder and moved into out_dir when every case is done:
     # a bad case (or Ctrl-C) leaves no predictions of the cases before it
@@ -86,7 +89,7 @@ def test_run(run_dir: str | Path, data_dir: str | Path, out_dir: str | Path, *, 
         finally:
             bar.close()  # before any error line, so the bar does not redraw after it
         write_csv(stage / "metrics.csv", rows)
-        table = results_by_mode(rows, title=f"{run.config.get('model')} on {split} ({len(cases)} cases)")
+        table = results_by_mode(rows, title=f"{run.config.model} on {split} ({len(cases)} cases)")
         write_text(stage / "summary.md", table)
     return rows, table
 

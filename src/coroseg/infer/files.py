@@ -32,8 +32,14 @@ import torch
 
 from coroseg import __version__
 from coroseg.errors import CorosegError, InputError
-from coroseg.infer.outputs import (geometry_dict, mask_stats, mesh_from_mask, output_extension,
-                                   write_centerline_files, write_stl)
+from coroseg.infer.outputs import (
+    geometry_dict,
+    mask_stats,
+    mesh_from_mask,
+    output_extension,
+    write_centerline_files,
+    write_stl,
+)
 from coroseg.infer.pipeline import case_id, find_inputs, load, predict_volume, resolve_device
 from coroseg.infer.postprocess import PostprocessOptions
 from coroseg.io.atomic import locked, staged_files, write_json
@@ -144,7 +150,7 @@ def predict(
     summaries: list[dict] = []
     failures: list[tuple[Path, str]] = []
     header = {"coroseg_version": __version__, "run": None if run_dir is None else str(run_dir),
-              "model": loaded.config.get("model"), "device": str(dev)}
+              "model": loaded.config.model, "device": str(dev)}
     from tqdm.auto import tqdm
 
     bar = tqdm(paths, desc="predict", unit="scan", disable=not (progress and len(paths) > 1))
@@ -212,8 +218,8 @@ def _record_case(output_dir: Path, header: dict, entry: dict) -> None:
         write_json(output_dir / "summary.json", {**header, "cases": cases + [entry]})
 
 
-def _predict_one(loaded, path: Path, output_dir: Path, *, centerline, device, save_prob: bool, mesh: bool, precision: str,
-                 postprocess: PostprocessOptions, iterate: bool, batch_size: int) -> dict:
+def _predict_one(loaded, path: Path, output_dir: Path, *, centerline, device, save_prob: bool, mesh: bool,
+                 precision: str, postprocess: PostprocessOptions, iterate: bool, batch_size: int) -> dict:
     t0 = time.perf_counter()
     vol = read_volume(path)
     t_read = time.perf_counter() - t0

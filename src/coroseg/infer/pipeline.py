@@ -33,11 +33,11 @@ import torch
 from coroseg.device import resolve_device
 from coroseg.errors import CorosegError, InputError
 from coroseg.infer.postprocess import PostprocessOptions, postprocess
-from coroseg.infer.stages import (LOCATOR_REACH_MM, MAX_ITERATIONS, MAX_VESSEL_FRACTION, StageInfo, locate, run_crops,
-                                  run_grid)
+from coroseg.infer.stages import MAX_ITERATIONS, MAX_VESSEL_FRACTION, StageInfo, locate, run_crops, run_grid
 from coroseg.infer.windows import inference_precision
 from coroseg.io.centerline import CenterlineGraph
 from coroseg.io.volume import Volume, orient_lps, resample_to_grid, sub_grid
+from coroseg.models.config import RunConfig, as_run_config
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,10 @@ def load(run: Any, device: torch.device):
     for name in ("config", "model", "locator"):
         if not hasattr(run, name):
             raise TypeError(f"run must be a run folder or a LoadedRun, got {type(run).__name__}")
+    if not isinstance(run.config, RunConfig):  # a hand-made run (tests, notebooks): check its config dict
+        from coroseg.models.run import LoadedRun
+
+        run = LoadedRun(as_run_config(run.config), run.model, run.locator, getattr(run, "run_dir", None))
     run.model.to(device).eval()
     if run.locator is not None:
         run.locator.to(device).eval()
@@ -98,12 +102,12 @@ def _prior_graph(run, vol_lps: Volume, centerline, device: torch.device, info: S
     if str(centerline) == "none":
         return None, "none"
     # auto
-    if run.locator is None or cfg.get("locator") is None:
+    if run.locator is None or cfg.locator is None:
         where = getattr(run, "run_dir", None)
         raise CorosegError("this crop model has no locator network (config 'locator' is null), so "
                            "--centerline auto cannot find a centerline; pass --centerline FILE or none",
                            None if where is None else Path(where) / "config.json")
-    _, graph = locate(vol_lps, run.locator, cfg["locator"], device=device, info=info,
+    _, graph = locate(vol_lps, run.locator, cfg.locator, device=device, info=info,
                       max_vessel_fraction=max_vessel_fraction)
     return graph, (source or "auto") if graph is not None else "auto-failed"
 
@@ -184,16 +188,16 @@ def _predict_volume(run, vol: Volume, *, centerline, centerline_source, device, 
 
     def whole_volume() -> tuple[Volume, np.ndarray]:
         t = time.perf_counter()
-        grid = to_model_grid(vol_lps, cfg["spacing"])
+        grid = to_model_grid(vol_lps, cfg.spacing)
         # normalise in place when resampling made a new float32 array (never the caller's)
         own = grid is not vol_lps and grid.array.dtype == np.float32
-        norm = normalise(grid.array, cfg["intensity"], out=grid.array if own else None)
+        norm = normalise(grid.array, cfg.intensity, out=grid.array if own else None)
         info.tick("preprocess", t)
         return grid, norm
 
     source = "none"
     prior_nodes = None
-    if cfg.get("sampler", "grid") == "crop":
+    if cfg.is_crop:
         prior, source = _prior_graph(run, vol_lps, centerline, dev, info, centerline_source, max_vessel_fraction)
         if prior is None:  # no prior: crop model over the whole volume, attention all zero
             grid, norm = whole_volume()
@@ -203,16 +207,16 @@ def _predict_volume(run, vol: Volume, *, centerline, centerline_source, device, 
         else:
             prior_nodes = len(prior)
             # the model-grid image is resampled crop by crop, never as a whole volume
-            patches = ModelGridPatches(vol_lps, cfg["spacing"], cfg["intensity"])
+            patches = ModelGridPatches(vol_lps, cfg.spacing, cfg.intensity)
             grid = patches.grid
-            reach = (cfg.get("locator") or {}).get("reach_mm", LOCATOR_REACH_MM)
+            reach = cfg.locator.reach_mm if cfg.locator is not None else None
             prob, _ = run_crops(patches, grid, prior, run.model, cfg, device=dev, batch_size=batch_size,
                                 iterate=iterate, max_iterations=max_iterations,
                                 threshold=postprocess_options.threshold, info=info,
                                 max_vessel_fraction=max_vessel_fraction, reach_mm=reach)
     else:
         if isinstance(centerline, CenterlineGraph) or str(centerline) not in CENTERLINE_MODES:
-            info.warn(f"{cfg.get('model')} is a grid model: the given centerline is not used")
+            info.warn(f"{cfg.model} is a grid model: the given centerline is not used")
         grid, norm = whole_volume()
         t0 = time.perf_counter()
         prob = grid.with_array(run_grid(norm, run.model, cfg, device=dev, batch_size=batch_size))
@@ -251,7 +255,7 @@ def _predict_volume(run, vol: Volume, *, centerline, centerline_source, device, 
     timings = {k: round(v, 4) for k, v in info.timings.items()}
     timings["total"] = round(time.perf_counter() - t_start, 4)
     meta = {"centerline_source": source, "n_crops": info.n_crops, "iterations": info.iterations,
-            "prior_nodes": prior_nodes, "device": str(dev), "model": cfg.get("model"),
+            "prior_nodes": prior_nodes, "device": str(dev), "model": cfg.model,
             "model_grid_shape": list(grid.shape), "model_spacing": list(grid.spacing),
             "warnings": list(info.warnings)}
     return Prediction(seg, prob_in, graph, timings, meta)

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-
 #: default ``reach_mm`` of :class:`PostprocessOptions`: the other coronary tree starts 2-4 cm
 #: from the first (both ostia sit on the aortic root), so 60 mm keeps it while dropping what lies
 #: far from the tree (abdomen, chest wall). Chosen on the generalisation benchmark's dev sets:
@@ -171,7 +170,8 @@ SPARSE_FRACTION = 0.02
 
 
 def label_components(mask: np.ndarray, connectivity: int = 26) -> tuple[np.ndarray, np.ndarray]:
-    """Connected components: labels ``1..N`` in raster order of each component's first voxel (0 = background) and sizes ``(N,)``.
+    """Connected components: labels ``1..N`` in raster order of each component's first voxel
+    (0 = background) and sizes ``(N,)``.
 
     Same labels as ``cc3d.connected_components``; sparse masks are labelled through the
     voxel adjacency graph (scipy.sparse.csgraph), several times faster than a dense pass.
@@ -298,5 +298,5 @@ def postprocess(prob: np.ndarray, options: PostprocessOptions = PostprocessOptio
     return mask.astype(np.uint8)
 
 
-__all__ = ["REACH_MM", "PostprocessOptions", "threshold", "keep_main_components", "fill_holes", "postprocess", "grow_into", "label_components",
-           "bounding_box"]
+__all__ = ["REACH_MM", "PostprocessOptions", "threshold", "keep_main_components", "fill_holes", "postprocess",
+           "grow_into", "label_components", "bounding_box"]

@@ -32,6 +32,14 @@ from coroseg.infer.postprocess import bounding_box, grow_into, keep_main_compone
 from coroseg.infer.windows import sliding_window, vessel_predictor
 from coroseg.io.centerline import CenterlineGraph
 from coroseg.io.volume import Volume, sub_grid
+from coroseg.models.config import (
+    LOCATOR_KEEP_FRACTION,
+    LOCATOR_LOW_THRESHOLD,
+    LOCATOR_REACH_MM,
+    LOCATOR_THRESHOLD,
+    LocatorConfig,
+    RunConfig,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +53,6 @@ POINT_STEP_MM = 1.0
 #: a mask covering more than this fraction of the volume is not a coronary tree (coronaries
 #: fill ~0.1-0.5 % of a CTCA scan); skeletonising it would be slow and meaningless
 MAX_VESSEL_FRACTION = 0.1
-#: the locator mask keeps its two largest trees and any other component at least this fraction
-#: of the largest. Smaller islands are mostly distractors (cardiac veins, unlabelled twigs):
-#: their skeleton would become a false prior, and the crop model segments what the attention
-#: channel points at. On the phantom's validation cases 0.1 (the output post-processing
-#: default) gave auto Dice 0.70, 0.3 gave 0.85 (oracle 0.85); branches this drops are mostly
-#: found again by the iteration of :func:`run_crops` along vessels leaving the crops.
-LOCATOR_KEEP_FRACTION = 0.3
 #: extra rounds of crop addition (tracking) after the first crops, and a cap on all crops of a
 #: scan (a coronary tree at 0.8 mm needs 15-45 crops of 48^3; the cap bounds a runaway on a
 #: scan that is not a CTCA)
@@ -59,20 +60,6 @@ MAX_ITERATIONS = 3
 MAX_CROPS = 400
 #: ``locator.tta``: the locator's probability is averaged over the scan and these flipped copies
 LOCATOR_TTA_FLIPS = ((), (0,), (1,), (2,))
-#: the locator's probability threshold when its config names none
-LOCATOR_THRESHOLD = 0.5
-#: pieces of the locator mask within this distance (mm) of the kept trees are kept too
-#: (:func:`coroseg.infer.postprocess.keep_main_components`); None: no such rule
-LOCATOR_REACH_MM = None
-#: ``locator.low_threshold``: hysteresis. The kept trees grow into every connected region of
-#: locator probability at least this, so a branch the locator sees faintly stays attached to its
-#: tree while an island that no such bridge joins to a tree stays out. On real tree geometry the
-#: locator's mask at 0.5 falls into 100-311 pieces and the size rule kept 0.41 of the centerline;
-#: 0.02 was chosen on the generalisation benchmark's dev sets (0.3-0.003 measured,
-#: docs/results/generalisation.md); None: off
-LOCATOR_LOW_THRESHOLD = 0.02
-
-
 @dataclass
 class StageInfo:
     """What a stage did: timings (s), crop counts, iterations."""
@@ -100,7 +87,7 @@ def pad_value(intensity: dict) -> float:
     return float(normalise(np.array([lo], np.float32), intensity)[0])
 
 
-def run_grid(norm: np.ndarray, model: torch.nn.Module, config: dict, *, device: torch.device,
+def run_grid(norm: np.ndarray, model: torch.nn.Module, config: RunConfig, *, device: torch.device,
              batch_size: int = 4, overlap: float = OVERLAP) -> np.ndarray:
     """Vessel probability ``(Z, Y, X)`` of a model slid over the whole normalised volume.
 
@@ -108,18 +95,17 @@ def run_grid(norm: np.ndarray, model: torch.nn.Module, config: dict, *, device: 
     each window as it runs (padding included) rather than stacked as a volume-sized array.
     """
     predictor = vessel_predictor(model)
-    if config.get("attention", False):
+    if config.attention:
         base = predictor
-        add = (config.get("attention_cfg") or {}).get("combine", "stack") == "add"
 
         def predictor(x: torch.Tensor) -> torch.Tensor:  # the channel model_input would stack
-            return base(torch.cat([x, x if add else torch.zeros_like(x)], 1))
+            return base(torch.cat([x, torch.zeros_like(x)], 1))
 
-    return sliding_window(norm, predictor, patch_size=config["patch_size"], overlap=overlap,
-                          batch_size=batch_size, device=device, mode="gaussian", cval=pad_value(config["intensity"]))
+    return sliding_window(norm, predictor, patch_size=config.patch_size, overlap=overlap,
+                          batch_size=batch_size, device=device, mode="gaussian", cval=pad_value(config.intensity))
 
 
-def locate(vol_lps: Volume, locator: torch.nn.Module, loc_cfg: dict, *, device: torch.device,
+def locate(vol_lps: Volume, locator: torch.nn.Module, loc_cfg: LocatorConfig, *, device: torch.device,
            batch_size: int = 4, info: StageInfo | None = None,
            max_vessel_fraction: float = MAX_VESSEL_FRACTION) -> tuple[Volume, CenterlineGraph | None]:
     """Stage 1: locator probability on its own grid, and the centerline skeletonised from it.
@@ -130,12 +116,9 @@ def locate(vol_lps: Volume, locator: torch.nn.Module, loc_cfg: dict, *, device: 
         HU image, LPS-oriented (any spacing).
     locator : torch.nn.Module
         3D grid network, 1 input channel, logits (N, 2, ...).
-    loc_cfg : dict
-        The run config's ``"locator"`` entry: ``spacing``, ``patch_size``, ``intensity``,
-        ``threshold`` (default :data:`LOCATOR_THRESHOLD`), ``keep_fraction`` (default
-        :data:`LOCATOR_KEEP_FRACTION`), ``reach_mm`` (keep mask pieces within this distance of
-        the largest tree instead, :data:`LOCATOR_REACH_MM`), ``tta`` (average over
-        :data:`LOCATOR_TTA_FLIPS`, default off).
+    loc_cfg : LocatorConfig
+        The run config's locator: grid (``spacing``, ``patch_size``), ``intensity``, and the
+        mask rules of :func:`locator_mask`; ``tta`` averages over :data:`LOCATOR_TTA_FLIPS`.
 
     Returns
     -------
@@ -162,22 +145,22 @@ def locate(vol_lps: Volume, locator: torch.nn.Module, loc_cfg: dict, *, device: 
     return prob, graph
 
 
-def locator_probability(vol_lps: Volume, locator: torch.nn.Module, loc_cfg: dict, *, device: torch.device,
+def locator_probability(vol_lps: Volume, locator: torch.nn.Module, loc_cfg: LocatorConfig, *, device: torch.device,
                         batch_size: int = 4, info: StageInfo | None = None) -> Volume:
     """The locator's vessel probability on its own grid: resampled, normalised, slid (``tta``: mirrored)."""
     from coroseg.data.preprocess import normalise, to_model_grid
 
     info = info if info is not None else StageInfo()
     t0 = time.perf_counter()
-    grid = to_model_grid(vol_lps, loc_cfg["spacing"])
-    norm = normalise(grid.array, loc_cfg["intensity"])
+    grid = to_model_grid(vol_lps, loc_cfg.spacing)
+    norm = normalise(grid.array, loc_cfg.intensity)
     t0 = info.tick("locator_preprocess", t0)
     prob = None
-    flips = LOCATOR_TTA_FLIPS if loc_cfg.get("tta", False) else ((),)
+    flips = LOCATOR_TTA_FLIPS if loc_cfg.tta else ((),)
     for axes in flips:  # test-time mirroring: the mean over flipped copies of the scan
         x = np.ascontiguousarray(np.flip(norm, axes)) if axes else norm
-        p = sliding_window(x, vessel_predictor(locator), patch_size=loc_cfg["patch_size"], overlap=LOCATOR_OVERLAP,
-                           batch_size=batch_size, device=device, cval=pad_value(loc_cfg["intensity"]))
+        p = sliding_window(x, vessel_predictor(locator), patch_size=loc_cfg.patch_size, overlap=LOCATOR_OVERLAP,
+                           batch_size=batch_size, device=device, cval=pad_value(loc_cfg.intensity))
         p = np.flip(p, axes) if axes else p
         prob = p if prob is None else prob + p
     if len(flips) > 1:
@@ -186,16 +169,14 @@ def locator_probability(vol_lps: Volume, locator: torch.nn.Module, loc_cfg: dict
     return grid.with_array(prob, is_label=False)
 
 
-def locator_mask(prob: Volume, loc_cfg: dict) -> np.ndarray:
-    """The locator's trees (bool, its grid): threshold, the size (or reach) rule, hysteresis growth."""
-    reach = loc_cfg.get("reach_mm", LOCATOR_REACH_MM)
-    mask = keep_main_components(prob.array >= float(loc_cfg.get("threshold", LOCATOR_THRESHOLD)),
-                                spacing=prob.spacing,
-                                keep_fraction=float(loc_cfg.get("keep_fraction", LOCATOR_KEEP_FRACTION)),
-                                reach_mm=None if reach is None else float(reach))
-    low = loc_cfg.get("low_threshold", LOCATOR_LOW_THRESHOLD)
-    if low is not None and mask.any():
-        mask = grow_into(mask, prob.array >= float(low))
+def locator_mask(prob: Volume, loc_cfg: LocatorConfig) -> np.ndarray:
+    """The locator's trees (bool, its grid): ``threshold``, the size rule (``keep_fraction``, or
+    ``reach_mm``: pieces within that distance of the largest tree), hysteresis growth into
+    probability >= ``low_threshold`` (:mod:`coroseg.models.config` explains each default)."""
+    mask = keep_main_components(prob.array >= loc_cfg.threshold, spacing=prob.spacing,
+                                keep_fraction=loc_cfg.keep_fraction, reach_mm=loc_cfg.reach_mm)
+    if loc_cfg.low_threshold is not None and mask.any():
+        mask = grow_into(mask, prob.array >= loc_cfg.low_threshold)
     return mask
 
 
@@ -209,40 +190,38 @@ def centre_points(graph: CenterlineGraph, grid: Volume, *, step_mm: float = POIN
     return idx[inside]
 
 
-def crop_starts(points_idx: np.ndarray, grid: Volume, config: dict) -> np.ndarray:
+def crop_starts(points_idx: np.ndarray, grid: Volume, config: RunConfig) -> np.ndarray:
     """Crop start indices ``(M, 3)`` covering ``points_idx`` with the run's clustering method."""
     from coroseg.prior.crops import crop_centres, crop_centres_2d
 
     if len(points_idx) == 0:
         return np.zeros((0, 3), np.int64)
-    crop_cfg = dict(config.get("crop") or {})
-    kwargs = {k: crop_cfg[k] for k in ("eps_mm", "merge_radius", "n_clusters") if crop_cfg.get(k) is not None}
+    kwargs = config.crop.clustering()
     # cluster with crops shrunk by the border margin, so that every centerline point lies at
     # least ``margin`` voxels inside its full-size crop (room for the vessel's radius); the
     # clustering works in the volume shrunk by the margin on every side, so points and the
     # resulting centres are shifted by it (full crops can then reach every volume face)
-    m = crop_margin(config["patch_size"])
-    inner = np.asarray(config["patch_size"], dtype=np.int64) - 2 * m
-    kwargs.update(method=crop_cfg.get("method", "kmeans"), spacing=tuple(grid.spacing),
-                  seed=int(config.get("seed", 0) or 0), shape=tuple(np.asarray(grid.shape) - 2 * m))
+    m = crop_margin(config.patch_size)
+    inner = np.asarray(config.patch_size, dtype=np.int64) - 2 * m
+    kwargs.update(method=config.crop.method, spacing=tuple(grid.spacing), seed=config.seed,
+                  shape=tuple(np.asarray(grid.shape) - 2 * m))
     pts = np.asarray(points_idx, dtype=float) - m
     if inner[0] == 1:
         centres = crop_centres_2d(pts, size_2d=inner[1:].tolist(), **kwargs)
     else:
         centres = crop_centres(pts, size=tuple(inner.tolist()), **kwargs)
-    return crop_boxes(np.asarray(centres).reshape(-1, 3) + m, grid.shape, config["patch_size"])
+    return crop_boxes(np.asarray(centres).reshape(-1, 3) + m, grid.shape, config.patch_size)
 
 
-def attention(graph: CenterlineGraph, grid: Volume, config: dict) -> np.ndarray:
+def attention(graph: CenterlineGraph, grid: Volume, config: RunConfig) -> np.ndarray:
     """The attention map ``(Z, Y, X)`` float32 in [0, 1] on ``grid``, as in training."""
     from coroseg.prior.attention import attention_channel
 
-    acfg = config.get("attention_cfg") or {}
-    kwargs = {k: acfg[k] for k in ("dilation_mm", "mode") if acfg.get(k) is not None}
-    return np.asarray(attention_channel(graph, grid, **kwargs), dtype=np.float32)
+    acfg = config.attention_cfg
+    return np.asarray(attention_channel(graph, grid, dilation_mm=acfg.dilation_mm, mode=acfg.mode), dtype=np.float32)
 
 
-def crop_attention(graph: CenterlineGraph, grid: Volume, config: dict):
+def crop_attention(graph: CenterlineGraph, grid: Volume, config: RunConfig):
     """``(start, image_patch) -> (1, pz, py, px)``: the attention input of one crop, as in training.
 
     The same map as :func:`attention` (and :func:`model_input`'s second channel) restricted
@@ -252,40 +231,29 @@ def crop_attention(graph: CenterlineGraph, grid: Volume, config: dict):
     from coroseg.data.sampling import attention_patch, centerline_points
 
     pts, rad = centerline_points(graph, grid)
-    acfg = config.get("attention_cfg") or {}
-    cfg = {k: acfg[k] for k in ("dilation_mm", "mode") if acfg.get(k) is not None}
-    size = np.asarray(config["patch_size"], dtype=np.int64)
-    add = acfg.get("combine", "stack") == "add"
-    weight = np.float32(1.0 if acfg.get("weight") is None else acfg["weight"])
+    acfg = config.attention_cfg
+    size = np.asarray(config.patch_size, dtype=np.int64)
 
-    def make(start: np.ndarray, patch: np.ndarray) -> np.ndarray:
-        att = attention_patch(pts, rad, np.asarray(start) + size // 2, size, grid.spacing, cfg)
-        return (patch[0] + weight * att)[None] if add else att[None]
+    def make(start: np.ndarray, patch: np.ndarray) -> np.ndarray:  # noqa: ARG001 (the image patch: unused)
+        return attention_patch(pts, rad, np.asarray(start) + size // 2, size, grid.spacing, mode=acfg.mode,
+                               dilation_mm=acfg.dilation_mm)[None]
 
     return make
 
 
-def model_input(norm: np.ndarray, att: np.ndarray | None, config: dict) -> tuple[np.ndarray, list[float]]:
+def model_input(norm: np.ndarray, att: np.ndarray | None, config: RunConfig) -> tuple[np.ndarray, list[float]]:
     """Network input channels ``(C, Z, Y, X)`` and their padding values, as in training.
 
-    Attention models get a second channel: the attention map itself (what
-    :class:`coroseg.data.sampling.PatchDataset` feeds in training), or, only when
-    ``attention_cfg["combine"] == "add"``, the image enhanced on the centerline by
-    ``attention_cfg["weight"]`` (:func:`coroseg.prior.attention.add_attention`). Channel 0 is
-    always the untouched image. Padding: the image's lowest normalised value, attention 0.
+    Attention models get a second channel, the attention map itself (what
+    :class:`coroseg.data.sampling.PatchDataset` feeds in training); channel 0 is the image.
+    Padding: the image's lowest normalised value, attention 0.
     """
-    from coroseg.prior.attention import add_attention, stack_attention
+    from coroseg.prior.attention import stack_attention
 
-    cval = pad_value(config["intensity"])
-    if not config.get("attention", False):
+    cval = pad_value(config.intensity)
+    if not config.attention:
         return norm[None], [cval]
-    if att is None:
-        att = np.zeros_like(norm)
-    acfg = config.get("attention_cfg") or {}
-    if acfg.get("combine", "stack") == "add":
-        weight = acfg.get("weight")
-        return add_attention(norm, att, weight=float(1.0 if weight is None else weight)), [cval, cval]
-    return stack_attention(norm, att), [cval, 0.0]
+    return stack_attention(norm, np.zeros_like(norm) if att is None else att), [cval, 0.0]
 
 
 def thin_points(points: np.ndarray, cell: Sequence[int]) -> np.ndarray:
@@ -366,7 +334,7 @@ def uncovered_points(points_idx: np.ndarray, starts: np.ndarray, shape: Sequence
     return pts[~inside]
 
 
-def run_crops(norm, grid: Volume, graph: CenterlineGraph, model: torch.nn.Module, config: dict, *,
+def run_crops(norm, grid: Volume, graph: CenterlineGraph, model: torch.nn.Module, config: RunConfig, *,
               device: torch.device, batch_size: int = 8, iterate: bool = True, max_iterations: int = MAX_ITERATIONS,
               threshold: float = 0.5, info: StageInfo | None = None,
               max_vessel_fraction: float = MAX_VESSEL_FRACTION, max_crops: int | None = None,
@@ -400,10 +368,9 @@ def run_crops(norm, grid: Volume, graph: CenterlineGraph, model: torch.nn.Module
     from coroseg.prior.skeleton import centerline_from_mask
 
     info = info if info is not None else StageInfo()
-    use_att = bool(config.get("attention", False))
+    use_att = config.attention
     source = norm if hasattr(norm, "region") else ArrayPatches(norm)
-    pad = pad_value(config["intensity"])  # padding as in model_input: image pad, attention 0
-    extra_pad = pad if (config.get("attention_cfg") or {}).get("combine", "stack") == "add" else 0.0
+    pad = pad_value(config.intensity)  # padding as in model_input: image pad, attention 0
     predictor = vessel_predictor(model)
     acc = CropAccumulator.empty(grid.shape)
     all_starts = np.zeros((0, 3), np.int64)
@@ -420,8 +387,8 @@ def run_crops(norm, grid: Volume, graph: CenterlineGraph, model: torch.nn.Module
             break
         extra = crop_attention(current, grid, config) if use_att else None
         t0 = info.tick("crop_centres", t0)
-        predict_crops(source, starts, predictor, patch_size=config["patch_size"], batch_size=batch_size,
-                      device=device, cval=pad, accumulator=acc, extra_channels=extra, extra_cval=extra_pad)
+        predict_crops(source, starts, predictor, patch_size=config.patch_size, batch_size=batch_size,
+                      device=device, cval=pad, accumulator=acc, extra_channels=extra, extra_cval=0.0)
         t0 = info.tick("crop_network", t0)
         all_starts = np.concatenate([all_starts, starts])
         info.iterations = it + 1
@@ -430,7 +397,7 @@ def run_crops(norm, grid: Volume, graph: CenterlineGraph, model: torch.nn.Module
         # everything below runs on the crops' bounding box (grown by the margin + 1, so that
         # its faces are either volume faces or at least a margin away from every vessel
         # voxel): the same result as on the whole grid at a fraction of the cost
-        margin = crop_margin(config["patch_size"])
+        margin = crop_margin(config.patch_size)
         box = acc.box(margin + 1)
         prob_box, covered_box = acc.blend(box)
         mask = keep_main_components(prob_box >= threshold, spacing=grid.spacing, reach_mm=reach_mm)
@@ -445,7 +412,7 @@ def run_crops(norm, grid: Volume, graph: CenterlineGraph, model: torch.nn.Module
         current = centerline_from_mask(sub_grid(sub_grid(grid, box), tight).with_array(
             mask[tight].astype(np.uint8), is_label=True))
         points = thin_points(np.concatenate([
-            uncovered_points(centre_points(current, grid), all_starts, grid.shape, config["patch_size"]),
+            uncovered_points(centre_points(current, grid), all_starts, grid.shape, config.patch_size),
             border_voxels(mask, covered_box, margin) + lo]), margin)
         info.tick("crop_iterate_centerline", t0)
         if len(points) == 0:
@@ -458,6 +425,8 @@ def run_crops(norm, grid: Volume, graph: CenterlineGraph, model: torch.nn.Module
     return sub_grid(grid, box).with_array(acc.probability(box), is_label=False), current
 
 
-__all__ = ["run_grid", "locate", "locator_probability", "locator_mask", "run_crops", "centre_points", "crop_starts", "attention", "uncovered_points",
-           "pad_value", "model_input", "crop_attention", "border_voxels", "crop_margin", "thin_points", "StageInfo", "MAX_VESSEL_FRACTION", "OVERLAP",
-           "LOCATOR_KEEP_FRACTION", "LOCATOR_THRESHOLD", "LOCATOR_REACH_MM", "LOCATOR_TTA_FLIPS", "MAX_ITERATIONS", "MAX_CROPS", "LOCATOR_LOW_THRESHOLD"]
+__all__ = ["run_grid", "locate", "locator_probability", "locator_mask", "run_crops", "centre_points", "crop_starts",
+           "attention", "uncovered_points", "pad_value", "model_input", "crop_attention", "border_voxels",
+           "crop_margin", "thin_points", "StageInfo", "MAX_VESSEL_FRACTION", "OVERLAP", "LOCATOR_KEEP_FRACTION",
+           "LOCATOR_THRESHOLD", "LOCATOR_REACH_MM", "LOCATOR_TTA_FLIPS", "MAX_ITERATIONS", "MAX_CROPS",
+           "LOCATOR_LOW_THRESHOLD"]

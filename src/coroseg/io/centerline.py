@@ -214,7 +214,8 @@ class CenterlineGraph:
         for n, p in zip(nodes, new):
             out.graph.nodes[n]["pos"] = np.asarray(p, dtype=float)
         for a, b in out.graph.edges:
-            out.graph.edges[a, b]["length"] = float(np.linalg.norm(out.graph.nodes[a]["pos"] - out.graph.nodes[b]["pos"]))
+            out.graph.edges[a, b]["length"] = float(np.linalg.norm(out.graph.nodes[a]["pos"]
+                                                                   - out.graph.nodes[b]["pos"]))
         return out
 
     def __repr__(self) -> str:

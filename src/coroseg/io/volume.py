@@ -406,7 +406,8 @@ def _write_mhd(img: sitk.Image, path: Path, compress: bool) -> None:
 from coroseg.io.resample import orient_lps, resample, resample_to_grid, resampled_grid, sub_grid  # noqa: E402
 
 __all__ = [
-    "Volume", "read_volume", "check_regular_file", "write_volume", "resample", "resample_to_grid", "orient_lps", "sub_grid", "resampled_grid",
+    "Volume", "read_volume", "check_regular_file", "write_volume", "resample", "resample_to_grid", "orient_lps",
+    "sub_grid", "resampled_grid",
     "grid_mismatch", "geometry_problem", "volume_extension", "strip_extension", "VOLUME_EXTENSIONS",
     "CorosegError", "GeometryError",
 ]

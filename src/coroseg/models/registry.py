@@ -25,9 +25,8 @@ from collections.abc import Sequence
 
 import torch
 
+from coroseg.choices import MODEL_NAMES
 from coroseg.errors import CorosegError
-
-MODEL_NAMES = ("unet2d_grid", "unet2d_crop", "unet3d_grid", "unet3d_crop")
 
 #: default patch sizes, array order (z, y, x) voxels at the model spacing
 PATCH_3D = [64, 64, 64]
@@ -88,7 +87,8 @@ def network_problem(net_cfg) -> str | None:
         ("channels", lambda v: isinstance(v, list) and 2 <= len(v) <= MAX_LEVELS
          and all(_whole(c, 1, MAX_CHANNELS) for c in v), f"2 to {MAX_LEVELS} whole numbers from 1 to {MAX_CHANNELS}"),
         ("strides", lambda v: isinstance(v, list) and isinstance(ch, list) and len(v) == len(ch) - 1
-         and all(_whole(s, 1, MAX_STRIDE) for s in v), "one whole number from 1 to 4 per channel level after the first"),
+         and all(_whole(s, 1, MAX_STRIDE) for s in v),
+         "one whole number from 1 to 4 per channel level after the first"),
         ("num_res_units", lambda v: _whole(v, 0, 8), "a whole number from 0 to 8"),
         ("norm", lambda v: v in NORMS, "one of " + ", ".join(NORMS)),
         ("dropout", lambda v: _real(v, 0.0, 1.0), "a number from 0 to 1"),

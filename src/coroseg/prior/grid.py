@@ -89,7 +89,8 @@ def _tiles_with_any(m: np.ndarray, starts: np.ndarray, size: np.ndarray) -> np.n
     return total > 0
 
 
-def crop_slices(centre: Sequence[int], size: Sequence[int], shape: Sequence[int]) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+def crop_slices(centre: Sequence[int], size: Sequence[int],
+                shape: Sequence[int]) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
     """Where a crop meets the array: ``(src, dst)`` slices for the last ``len(size)`` axes.
 
     ``patch[dst] = array[src]`` copies the part of the crop inside an array of ``shape``;
@@ -104,9 +105,10 @@ def crop_slices(centre: Sequence[int], size: Sequence[int], shape: Sequence[int]
     hi = lo + s
     a_lo, a_hi = np.maximum(lo, 0), np.minimum(hi, shp)
     if (a_hi <= a_lo).any():
-        raise ValueError(f"crop at centre {tuple(c.tolist())} size {tuple(s.tolist())} lies outside shape {tuple(shp.tolist())}")
+        raise ValueError(f"crop at centre {tuple(c.tolist())} size {tuple(s.tolist())} "
+                         f"lies outside shape {tuple(shp.tolist())}")
     src = tuple(slice(int(a), int(b)) for a, b in zip(a_lo, a_hi))
-    dst = tuple(slice(int(a - l), int(b - l)) for a, b, l in zip(a_lo, a_hi, lo))
+    dst = tuple(slice(int(a - start), int(b - start)) for a, b, start in zip(a_lo, a_hi, lo))
     return src, dst
 
 

@@ -129,7 +129,7 @@ def _crop_padded(fg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         nz = np.flatnonzero(fg.any(axis=other))
         lo.append(nz[0])
         hi.append(nz[-1] + 1)
-    sub = np.zeros(tuple(h - l + 2 for l, h in zip(lo, hi)), dtype=bool)
+    sub = np.zeros(tuple(h - low + 2 for low, h in zip(lo, hi)), dtype=bool)
     sub[1:-1, 1:-1, 1:-1] = fg[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
     return sub, np.array(lo) - 1
 

@@ -38,8 +38,13 @@ def markdown_to_html(text: str) -> str:
 
     Examples
     --------
-    >>> markdown_to_html("| a | b |\\n|---|--:|\\n| 1 | 2 |")
-    '<table class="md">\\n<thead><tr><th>a</th><th style="text-align:right">b</th></tr></thead>\\n<tbody>\\n<tr><td>1</td><td style="text-align:right">2</td></tr>\\n</tbody>\\n</table>'
+    >>> print(markdown_to_html("| a | b |\\n|---|--:|\\n| 1 | 2 |"))
+    <table class="md">
+    <thead><tr><th>a</th><th style="text-align:right">b</th></tr></thead>
+    <tbody>
+    <tr><td>1</td><td style="text-align:right">2</td></tr>
+    </tbody>
+    </table>
     """
     lines = text.splitlines()
     out: list[str] = []
@@ -78,7 +83,7 @@ def markdown_to_html(text: str) -> str:
                               else "center" if c.startswith(":") and c.endswith(":") else "")
             aligns += [""] * (len(head) - len(aligns))
 
-            def cell(tag: str, txt: str, k: int) -> str:
+            def cell(tag: str, txt: str, k: int, aligns: list[str] = aligns) -> str:
                 style = f' style="text-align:{aligns[k]}"' if k < len(aligns) and aligns[k] else ""
                 return f"<{tag}{style}>{_inline_md(txt)}</{tag}>"
 

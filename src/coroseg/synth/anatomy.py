@@ -87,7 +87,7 @@ class ChestPainter:
 
     # ---- the chest -----------------------------------------------------------------------------
     def paint(self) -> None:
-        p, ct, ch, c, lay = self.p, self.p.contrast, self.p.chest, self.c, self.lay
+        ct, ch, c, lay = self.p.contrast, self.p.chest, self.c, self.lay
         full = (slice(None),) * 3
         x, y, z = c.coords(full)
         bx, by, rx, ry = lay["body"]

@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-PRESETS = ("small", "asoca")
+from coroseg.choices import Preset
+
+PRESETS = tuple(p.value for p in Preset)  # small, asoca
 
 
 @dataclass

@@ -243,7 +243,8 @@ def render_anatomy_case(params: CaseParams, annotation: str | Path) -> Phantom:
         for o in ost:
             near = [n for n, L in nx.single_source_dijkstra_path_length(graph.graph, o, cutoff=6.0,
                                                                           weight="length").items()]
-            out += graph.graph.nodes[max(near, key=lambda n: np.linalg.norm(graph.graph.nodes[n]["pos"] - graph.graph.nodes[o]["pos"]))]["pos"] - graph.graph.nodes[o]["pos"]
+            far = max(near, key=lambda n: np.linalg.norm(graph.graph.nodes[n]["pos"] - graph.graph.nodes[o]["pos"]))
+            out += graph.graph.nodes[far]["pos"] - graph.graph.nodes[o]["pos"]
         along = (ostia[1] - ostia[0]) / max(d, 1e-6)
         back = -(out - (out @ along) * along)
         back /= max(float(np.linalg.norm(back)), 1e-6)
@@ -268,7 +269,8 @@ def render_anatomy_case(params: CaseParams, annotation: str | Path) -> Phantom:
     ct = params.contrast
     tubes, paths = _tubes_from_graph(graph, params)
     veins = [_side_vein(p, float(np.median(tubes.r_lumen)), frame, params) for p in paths if len(p) > 30]
-    vein_tubes = [simple_tubes([v], params.veins.hu, ct.wall_hu, 1.0 + 0.4 * params.heart.epicardial_fat_mm) for v in veins]
+    vein_tubes = [simple_tubes([v], params.veins.hu, ct.wall_hu, 1.0 + 0.4 * params.heart.epicardial_fat_mm)
+                  for v in veins]
     paint_tubes(fine, vein_tubes, ct.fat, S["vein"])
     flat, _ = paint_tubes(fine, [tubes], ct.fat, 0, plaque_hu=ct.wall_hu, paint_lumen=False)
     sides = [graph.graph.nodes[o].get("side") for o in ost]

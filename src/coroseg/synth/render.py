@@ -63,7 +63,8 @@ def build_vessels(params: CaseParams):
     return frame, root_c, vessels, tb.veins(), tb.twigs()
 
 
-def place_grid(params: CaseParams, points: np.ndarray) -> tuple[tuple[int, int, int], tuple[float, float, float], np.ndarray]:
+def place_grid(params: CaseParams,
+               points: np.ndarray) -> tuple[tuple[int, int, int], tuple[float, float, float], np.ndarray]:
     """Grid shape ``(Z, Y, X)``, spacing ``(sz, sy, sx)`` and origin (LPS) holding ``points``."""
     g = params.grid
     lo, hi = points.min(axis=0), points.max(axis=0)

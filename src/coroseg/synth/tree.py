@@ -67,7 +67,8 @@ def resample_polyline(p: np.ndarray, step: float, *extra: np.ndarray) -> list[np
     out = [np.stack([np.interp(t, s, p[:, c]) for c in range(3)], axis=1)]
     for e in extra:
         e2 = e.reshape(len(p), -1)
-        out.append(np.stack([np.interp(t, s, e2[:, c]) for c in range(e2.shape[1])], axis=1).reshape((n,) + e.shape[1:]))
+        out.append(np.stack([np.interp(t, s, e2[:, c]) for c in range(e2.shape[1])], axis=1)
+                   .reshape((n,) + e.shape[1:]))
     return out
 
 
@@ -204,7 +205,7 @@ class TreeBuilder:
 
     # ---- the trees -------------------------------------------------------------------------------
     def build(self) -> dict[str, Vessel]:
-        t, f, L, rng = self.t, self.f, self.f.length, self.rng
+        t, L, rng = self.t, self.f.length, self.rng
         lo, hi = t.side_ratio
         uav = self.u_av
         # left ostium and left main
@@ -369,7 +370,8 @@ class TreeBuilder:
                 dirn = -v.normal[i] * 0.85 + tan * 0.3
                 dirn /= np.linalg.norm(dirn)
                 pts = v.points[i] + np.outer(np.arange(1, n + 1) * STEP_MM, dirn)
-                pts[:, :] += np.outer(np.sin(np.linspace(0, np.pi, n)), np.cross(dirn, v.normal[i])) * rng.uniform(-2, 2)
+                pts[:, :] += (np.outer(np.sin(np.linspace(0, np.pi, n)), np.cross(dirn, v.normal[i]))
+                              * rng.uniform(-2, 2))
             else:
                 loc = self.f.to_local(v.surf[i][None])[0]
                 phi = float(np.rad2deg(np.arctan2(loc[2], loc[1])))
@@ -377,7 +379,8 @@ class TreeBuilder:
                 srf, nrm = self.surface_path([loc[0], loc[0] + du * 0.5, loc[0] + du], [phi, phi + dp * 0.6, phi + dp],
                                              meander=0.5)
                 srf, nrm = resample_polyline(srf, STEP_MM, nrm)
-                h = np.linalg.norm(v.points[i] - v.surf[i]) + (r0 + t.elevation_mm - np.linalg.norm(v.points[i] - v.surf[i])) * _ramp(len(srf), 8)
+                h = (np.linalg.norm(v.points[i] - v.surf[i])
+                     + (r0 + t.elevation_mm - np.linalg.norm(v.points[i] - v.surf[i])) * _ramp(len(srf), 8))
                 pts = (srf + nrm * h[:, None])[1:]
             r = np.linspace(r0, 0.6 * r0, len(pts))
             out.append((pts, r, v.s0 + i * STEP_MM, not septal))

@@ -96,7 +96,8 @@ def _dense(v: Vessel, start: np.ndarray | None, *arrays: np.ndarray) -> list[np.
     out = [np.stack([np.interp(t, s, pts[:, c]) for c in range(3)], 1)]
     for a in arrs:
         a2 = a.reshape(len(pts), -1)
-        out.append(np.stack([np.interp(t, s, a2[:, c]) for c in range(a2.shape[1])], 1).reshape((len(t),) + a.shape[1:]))
+        out.append(np.stack([np.interp(t, s, a2[:, c]) for c in range(a2.shape[1])], 1)
+                   .reshape((len(t),) + a.shape[1:]))
     return out
 
 

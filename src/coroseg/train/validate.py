@@ -27,6 +27,7 @@ from coroseg.data.layouts import Case
 from coroseg.eval.metrics import dice
 from coroseg.io.centerline import CenterlineGraph
 from coroseg.io.volume import Volume
+from coroseg.models.config import LocatorConfig, RunConfig
 
 
 @dataclasses.dataclass
@@ -40,7 +41,7 @@ class ValCase:
 
 
 def read_val_cases(cases: Sequence[Case], *, centerline: str | None = None, locator: torch.nn.Module | None = None,
-                   loc_cfg: dict | None = None, device: torch.device | str = "cpu") -> list[ValCase]:
+                   loc_cfg: LocatorConfig | None = None, device: torch.device | str = "cpu") -> list[ValCase]:
     """Read ``cases`` and find each one's prior: ``"auto"`` (``locator``), ``"reference"``, or none."""
     from coroseg.data.cache import load_centerline, read_case
     from coroseg.infer.stages import locate
@@ -60,21 +61,20 @@ def read_val_cases(cases: Sequence[Case], *, centerline: str | None = None, loca
     return out
 
 
-def validate_model(model: torch.nn.Module, config: dict, cases: Sequence[ValCase], *, centerline_source: str | None,
-                   device: torch.device, batch: int = 4) -> list[float]:
+def validate_model(model: torch.nn.Module, config: RunConfig, cases: Sequence[ValCase], *,
+                   centerline_source: str | None, device: torch.device, batch: int = 4) -> list[float]:
     """Dice of each case segmented by :func:`coroseg.infer.predict_volume` with ``model``."""
     from coroseg.infer.pipeline import predict_volume
 
     run = types.SimpleNamespace(config=config, model=model, locator=None)
     with _eval_mode(model):
-        return [dice(predict_volume(run, c.image, centerline=c.prior, centerline_source=centerline_source, device=device,
-                                    batch_size=batch, extract_centerline=False, keep_prob=False).seg.array > 0,
-                     c.label.array > 0)
-                for c in cases]
+        segs = [predict_volume(run, c.image, centerline=c.prior, centerline_source=centerline_source, device=device,
+                               batch_size=batch, extract_centerline=False, keep_prob=False).seg for c in cases]
+    return [dice(seg.array > 0, c.label.array > 0) for seg, c in zip(segs, cases)]
 
 
-def validate_locator(locator: torch.nn.Module, loc_cfg: dict, cases: Sequence[ValCase], *, device: torch.device,
-                     batch: int = 4) -> list[float]:
+def validate_locator(locator: torch.nn.Module, loc_cfg: LocatorConfig, cases: Sequence[ValCase], *,
+                     device: torch.device, batch: int = 4) -> list[float]:
     """Dice of the locator's selected mask against its training label, on the locator grid."""
     from coroseg.infer.stages import locator_mask, locator_probability
     from coroseg.io.volume import orient_lps
@@ -89,13 +89,13 @@ def validate_locator(locator: torch.nn.Module, loc_cfg: dict, cases: Sequence[Va
     return scores
 
 
-def locator_target(label: Volume, grid: Volume, loc_cfg: dict) -> np.ndarray:
+def locator_target(label: Volume, grid: Volume, loc_cfg: LocatorConfig) -> np.ndarray:
     """The locator's training label on ``grid``: the mask resampled as training prepared it."""
     from coroseg.data.cache import coarse_label
     from coroseg.io.volume import orient_lps, resample_to_grid
 
     lab = orient_lps(label)
-    if loc_cfg.get("label", "nearest") == "coverage" and lab.shape != grid.shape:
+    if loc_cfg.label == "coverage" and lab.shape != grid.shape:
         return coarse_label(lab, grid) > 0
     return resample_to_grid(lab, grid, order=0).array > 0
 

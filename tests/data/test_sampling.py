@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from coroseg.data.cache import PreparedCase
-from coroseg.data.sampling import (PatchDataset, PatchItem, attention_patch, centerline_points, crop_plan, grid_plan,
-                                   patch_grid, shard)
+from coroseg.data.sampling import (
+    AttentionInput,
+    PatchDataset,
+    PatchItem,
+    attention_patch,
+    centerline_points,
+    crop_plan,
+    grid_plan,
+    patch_grid,
+    shard,
+)
 from coroseg.io.centerline import CenterlineGraph
 from coroseg.io.volume import Volume
 from coroseg.prior import attention_channel
@@ -56,7 +67,7 @@ def test_attention_patch_equals_attention_channel_on_patch_grid(mode):
     pts, rad = centerline_points(case.graph, case.grid)
     for centre in [(10, 10, 10), (0, 3, 19), (18, 12, 2)]:
         ref = attention_channel(case.graph, patch_grid(case.grid, centre, (8, 12, 10)), dilation_mm=1.0, mode=mode)
-        got = attention_patch(pts, rad, centre, (8, 12, 10), case.grid.spacing, {"mode": mode, "dilation_mm": 1.0})
+        got = attention_patch(pts, rad, centre, (8, 12, 10), case.grid.spacing, mode=mode, dilation_mm=1.0)
         np.testing.assert_array_equal(got, ref)
     assert got.dtype == np.float32
 
@@ -66,8 +77,8 @@ def test_patch_dataset_sample_shapes_and_replay():
     items = [PatchItem(0, (10, 10, 10), 7), PatchItem(0, (4, 10, 9), 8)]
     from coroseg.data.augment import build_augmentation
 
-    ds = PatchDataset([case], items, (8, 8, 8), 3, attention={"mode": "gaussian", "dilation_mm": 1.0,
-                                                              "perturb": True}, augment=build_augmentation(3, prior=True))
+    ds = PatchDataset([case], items, (8, 8, 8), 3, attention=AttentionInput(perturb=True),
+                      augment=build_augmentation(3, prior=True))
     s = ds[0]
     assert s["image"].shape == (2, 8, 8, 8) and s["label"].shape == (1, 8, 8, 8)
     assert str(s["label"].dtype) == "torch.int64"
@@ -80,25 +91,25 @@ def test_patch_dataset_sample_shapes_and_replay():
 def test_attention_dropout_empties_the_prior_of_a_seeded_share_of_crops():
     case = _case(fg=(slice(2, 18), slice(9, 12), slice(8, 11)))
     items = [PatchItem(0, (10, 10, 10), seed) for seed in range(200)]
-    att = {"mode": "gaussian", "dilation_mm": 1.0, "perturb": False}
+    att = AttentionInput(perturb=False)
     full = PatchDataset([case], items, (8, 8, 8), 3, attention=att)
     assert all(full[i]["image"][1].any() for i in range(0, 200, 20))  # the centerline crosses every crop
-    half = PatchDataset([case], items, (8, 8, 8), 3, attention={**att, "dropout": 0.3})
+    half = PatchDataset([case], items, (8, 8, 8), 3, attention=dataclasses.replace(att, dropout=0.3))
     empty = [i for i in range(200) if not half[i]["image"][1].any()]
     assert 0.2 < len(empty) / 200 < 0.4  # ~30 %
     kept = [i for i in range(200) if i not in empty][:5]
     for i in kept:  # the others are untouched, and the image channel always is
         assert (half[i]["image"] == full[i]["image"]).all()
     assert all((half[i]["image"][0] == full[i]["image"][0]).all() for i in empty[:5])
-    assert empty == [i for i in range(200) if not PatchDataset([case], items, (8, 8, 8), 3,
-                                                               attention={**att, "dropout": 0.3})[i]["image"][1].any()]
+    again = PatchDataset([case], items, (8, 8, 8), 3, attention=dataclasses.replace(att, dropout=0.3))
+    assert empty == [i for i in range(200) if not again[i]["image"][1].any()]
 
 
 def test_prepare_case_reads_centerline_file_else_extracts_it(tmp_path):
     import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(Path(__file__).parents[1] / "train"))
     from train_helpers import make_dataset
 
     from coroseg.data.cache import prepare_case

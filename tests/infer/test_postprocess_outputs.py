@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 
 from coroseg.infer.outputs import mask_stats, mesh_from_mask, output_extension, read_stl, write_stl
-from coroseg.infer.postprocess import (PostprocessOptions, fill_holes, grow_into, keep_main_components,
-                                       postprocess, threshold)
+from coroseg.infer.postprocess import (
+    PostprocessOptions,
+    fill_holes,
+    grow_into,
+    keep_main_components,
+    postprocess,
+    threshold,
+)
 from coroseg.io.centerline import CenterlineGraph
 from coroseg.io.volume import Volume
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from infer_helpers import dice, flipped, tube_phantom
 
 from coroseg.errors import CorosegError, InputError
 from coroseg.infer import PostprocessOptions, predict, predict_volume
 from coroseg.infer.outputs import read_stl
 from coroseg.io.centerline_files import read_centerline, write_centerline
 from coroseg.io.volume import Volume, grid_mismatch, read_volume, resample_to_grid, write_volume
-from infer_helpers import dice, flipped, tube_phantom
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = (REPO / ".." / "shared" / "data").resolve()
