@@ -133,6 +133,11 @@ def predict(
     resume: bool = typer.Option(
         False, "--continue",
         help="Skip scans whose outputs in the output folder are complete."),
+    num_parts: Optional[int] = typer.Option(
+        None, "--num-parts", min=1,
+        help="Split the scans into this many parts (job arrays; under torchrun: WORLD_SIZE)."),
+    part_id: Optional[int] = typer.Option(
+        None, "--part-id", min=0, help="The part this process segments, 0 to --num-parts - 1 (torchrun: RANK)."),
     centerline: str = typer.Option("auto", "--centerline", help="auto (locator), none, or a .vtp/.gml/.mrk.json file."),
     device: Device = typer.Option(Device.auto, "--device", help="auto: CUDA when available, else CPU."),
     save_prob: bool = typer.Option(False, "--save-prob", help="Also write the vessel probability map."),
@@ -164,7 +169,7 @@ def predict(
                               **({} if reach_mm is None else {"reach_mm": reach_mm or None}))
     summaries = predict_fn(model, input[0] if len(input) == 1 else list(input), output, centerline=prior,
                            device=device.value, save_prob=save_prob, mesh=mesh, postprocess=post, iterate=iterate,
-                           precision=precision.value, skip_complete=resume)
+                           precision=precision.value, skip_complete=resume, num_parts=num_parts, part_id=part_id)
     typer.echo(f"wrote {len(summaries)} segmentation(s) to {output}")
 
 

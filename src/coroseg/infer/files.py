@@ -64,6 +64,8 @@ def predict(
     progress: bool = True,
     precision: str = "auto",
     skip_complete: bool = False,
+    num_parts: int | None = None,
+    part_id: int | None = None,
 ) -> list[dict]:
     """Segment every scan in ``inputs`` and write the outputs to ``output_dir``.
 
@@ -93,6 +95,11 @@ def predict(
     skip_complete : bool
         ``--continue``: leave out scans whose outputs in ``output_dir`` are complete
         (:func:`complete_cases`); their summary entries are kept.
+    num_parts, part_id : int, optional
+        Segment only part ``part_id`` (0-based) of ``num_parts`` of the scans (job arrays;
+        :func:`select_part`). Under ``torchrun`` each process takes part ``RANK`` of
+        ``WORLD_SIZE`` (and GPU ``LOCAL_RANK``). Every part adds its cases to the one
+        ``summary.json`` of ``output_dir`` (under a lock), so the parts' summaries merge.
 
     Returns
     -------
@@ -121,7 +128,8 @@ def predict(
         if len(paths) > 1:
             raise InputError(f"one centerline file given for {len(paths)} scans; use auto or none for a batch",
                              centerline)
-    dev = resolve_device(device)
+    num_parts, part_id, local_rank = _part(num_parts, part_id)
+    dev = resolve_device(device, local_rank)
     loaded = load(run, dev)
     run_dir = getattr(loaded, "run_dir", None)
 
@@ -132,6 +140,12 @@ def predict(
         if not paths:
             raise InputError("holds only coroseg outputs listed in its summary.json; nothing to segment",
                              inputs if isinstance(inputs, (str, Path)) else output_dir)
+    if num_parts > 1:
+        n_all = len(paths)
+        paths = select_part(paths, num_parts, part_id)
+        log.info("part %d of %d: %d of %d scans", part_id, num_parts, len(paths), n_all)
+        if not paths:
+            return []
     if skip_complete:
         done = set(complete.values())
         skipped = [p for p in paths if case_id(p) in done]
@@ -180,6 +194,35 @@ def predict(
         raise CorosegError(f"{len(failures)} of {len(paths)} scans failed: "
                            + "; ".join(msg for _, msg in failures), output_dir / "summary.json")
     return summaries
+
+
+def select_part(paths: list[Path], num_parts: int, part_id: int) -> list[Path]:
+    """Part ``part_id`` of ``num_parts`` of the scans: every ``num_parts``-th scan in case-id order.
+
+    Depends only on the list of scans (not on what is complete), so a job array re-run with
+    ``--continue`` gives every scan to the same part; the parts cover the list exactly once.
+    """
+    ordered = sorted(paths, key=lambda p: (case_id(p), str(p)))
+    return ordered[part_id::num_parts]
+
+
+def _part(num_parts: int | None, part_id: int | None) -> tuple[int, int, int]:
+    """``(num_parts, part_id, local_rank)`` from the options, else from torchrun's environment."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if (num_parts is None) != (part_id is None):
+        raise CorosegError("--num-parts and --part-id go together")
+    if num_parts is not None:
+        if world > 1:
+            raise CorosegError("under torchrun each process takes part RANK of WORLD_SIZE; "
+                               "do not also give --num-parts/--part-id")
+        if num_parts < 1 or not 0 <= part_id < num_parts:
+            raise CorosegError(f"--part-id must be from 0 to --num-parts - 1 ({num_parts - 1}), found {part_id}")
+        return num_parts, part_id, 0
+    if world > 1:
+        return world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    return 1, 0, 0
 
 
 def _summary_cases(output_dir: Path) -> list[dict]:
