@@ -55,17 +55,19 @@ class Predictor:
         Crop models: add crops where vessels leave the covered region.
     precision : {"auto", "fp32", "bf16"}
     batch_size : int
+    tta : bool
+        Test-time mirroring (4x the time; see :func:`coroseg.infer.predict_volume`).
     """
 
     def __init__(self, model: Any, *, device: str = "auto", centerline: Any = "auto",
                  postprocess: PostprocessOptions = PostprocessOptions(), iterate: bool = True,
-                 precision: str = "auto", batch_size: int = 4):
+                 precision: str = "auto", batch_size: int = 4, tta: bool = False):
         from coroseg.infer.pipeline import load, resolve_device
 
         self.device = resolve_device(device)
         self.run = load(model, self.device)
         self.options = {"centerline": centerline, "postprocess": postprocess, "iterate": iterate,
-                        "precision": precision, "batch_size": batch_size}
+                        "precision": precision, "batch_size": batch_size, "tta": tta}
 
     def __call__(self, image: Any, output: str | Path | None = None, *, save_prob: bool = False,
                  mesh: bool = False, skip_complete: bool = False) -> Result | list[Result]:
@@ -87,7 +89,8 @@ class Predictor:
         opts = self.options
         summaries = predict_files(self.run, path, output, centerline=opts["centerline"], device=self.device,
                                   postprocess=opts["postprocess"], iterate=opts["iterate"],
-                                  batch_size=opts["batch_size"], precision=opts["precision"], progress=False,
+                                  batch_size=opts["batch_size"], precision=opts["precision"], tta=opts["tta"],
+                                  progress=False,
                                   **kwargs)
         out = Path(output)
         results = []
@@ -110,7 +113,7 @@ class Predictor:
         o = self.options
         pred = predict_volume(self.run, vol, centerline=o["centerline"], device=self.device,
                               postprocess_options=o["postprocess"], iterate=o["iterate"], batch_size=o["batch_size"],
-                              precision=o["precision"], keep_prob=save_prob)
+                              precision=o["precision"], keep_prob=save_prob, tta=o["tta"])
         summary = {**pred.info, **mask_stats(pred.seg, pred.graph), "geometry": geometry_dict(pred.seg),
                    "timings_s": pred.timings}
         back = (lambda v: v) if isinstance(image, Volume) else (lambda v: v.to_sitk())

@@ -133,6 +133,8 @@ def predict(
     resume: bool = typer.Option(
         False, "--continue",
         help="Skip scans whose outputs in the output folder are complete."),
+    tta: bool = typer.Option(
+        False, "--tta", help="Test-time mirroring: average over the scan and its 3 single-axis mirrors (4x the time)."),
     num_parts: Optional[int] = typer.Option(
         None, "--num-parts", min=1,
         help="Split the scans into this many parts (job arrays; under torchrun: WORLD_SIZE)."),
@@ -169,7 +171,8 @@ def predict(
                               **({} if reach_mm is None else {"reach_mm": reach_mm or None}))
     summaries = predict_fn(model, input[0] if len(input) == 1 else list(input), output, centerline=prior,
                            device=device.value, save_prob=save_prob, mesh=mesh, postprocess=post, iterate=iterate,
-                           precision=precision.value, skip_complete=resume, num_parts=num_parts, part_id=part_id)
+                           precision=precision.value, skip_complete=resume, num_parts=num_parts, part_id=part_id,
+                           tta=tta)
     typer.echo(f"wrote {len(summaries)} segmentation(s) to {output}")
 
 
@@ -183,13 +186,14 @@ def test_cmd(
         [TestCenterline.auto], "--centerline",
         help="Crop models' prior: auto and/or gt (reported as ORACLE), or none; repeat for several."),
     device: Device = typer.Option(Device.auto, "--device", help="auto: CUDA when available, else CPU."),
+    tta: bool = typer.Option(False, "--tta", help="Test-time mirroring (as predict --tta)."),
 ) -> None:
     """Predict a held-out split and score it on whole volumes (Dice, HD95, clDice, ...)."""
     from coroseg.eval.testing import test_run
 
     _on_interrupt(f"{out}: test interrupted; nothing of this run was kept")
     _, table = test_run(model, data, out, split=split.value, centerlines=[c.value for c in centerline],
-                        device=device.value)
+                        device=device.value, tta=tta)
     typer.echo(table)
 
 

@@ -44,7 +44,7 @@ def split_cases(run_dir: str | Path | None, data_dir: str | Path, split: str) ->
 
 def test_run(run_dir, data_dir: str | Path, out_dir: str | Path, *, split: str = "test",
              centerlines: Sequence[str] = ("auto",), device: str = "auto", save_predictions: bool = True,
-             progress: bool = True) -> tuple[list[dict], str]:
+             progress: bool = True, tta: bool = False) -> tuple[list[dict], str]:
     """Predict and evaluate ``split`` of ``data_dir`` with the run in ``run_dir``.
 
     Parameters
@@ -53,6 +53,8 @@ def test_run(run_dir, data_dir: str | Path, out_dir: str | Path, *, split: str =
         The run folder, or a run already loaded (its ``run_dir`` gives the saved splits).
     centerlines : sequence of {"auto", "gt", "none"}
         Prior sources to test (crop models); grid models ignore it and run once.
+    tta : bool
+        Test-time mirroring (:func:`coroseg.infer.predict_volume`).
     save_predictions : bool
         Write ``<out_dir>/pred[-oracle]/<id>_seg.nrrd`` (uint8, on the image's grid).
 
@@ -84,7 +86,7 @@ def test_run(run_dir, data_dir: str | Path, out_dir: str | Path, *, split: str =
                 image, label = read_case(case)  # once per case, checked as in training
                 ref = label.array > 0
                 for mode in centerlines:
-                    rows.append(_test_one(run, case, image, label, ref, mode, dev, stage, save_predictions))
+                    rows.append(_test_one(run, case, image, label, ref, mode, dev, stage, save_predictions, tta))
                     bar.update(1)
         finally:
             bar.close()  # before any error line, so the bar does not redraw after it
@@ -95,7 +97,7 @@ def test_run(run_dir, data_dir: str | Path, out_dir: str | Path, *, split: str =
 
 
 def _test_one(run, case: Case, image, label, ref: np.ndarray, mode: str, dev, out_dir: Path,
-              save_predictions: bool) -> dict:
+              save_predictions: bool, tta: bool = False) -> dict:
     """Predict one case with one centerline mode and score it against ``ref``."""
     from coroseg.infer.pipeline import predict_volume
 
@@ -104,7 +106,7 @@ def _test_one(run, case: Case, image, label, ref: np.ndarray, mode: str, dev, ou
     t0 = time.perf_counter()
     pred = predict_volume(run, image, centerline=prior, device=dev,
                           centerline_source="oracle" if mode == "gt" else None, extract_centerline=False,
-                          keep_prob=False)
+                          keep_prob=False, tta=tta)
     seconds = time.perf_counter() - t0
     if save_predictions:
         sub = "pred" if mode != "gt" else "pred-oracle"

@@ -66,6 +66,7 @@ def predict(
     skip_complete: bool = False,
     num_parts: int | None = None,
     part_id: int | None = None,
+    tta: bool = False,
 ) -> list[dict]:
     """Segment every scan in ``inputs`` and write the outputs to ``output_dir``.
 
@@ -95,6 +96,8 @@ def predict(
     skip_complete : bool
         ``--continue``: leave out scans whose outputs in ``output_dir`` are complete
         (:func:`complete_cases`); their summary entries are kept.
+    tta : bool
+        Test-time mirroring (:func:`coroseg.infer.predict_volume`; 4x the time).
     num_parts, part_id : int, optional
         Segment only part ``part_id`` (0-based) of ``num_parts`` of the scans (job arrays;
         :func:`select_part`). Under ``torchrun`` each process takes part ``RANK`` of
@@ -174,7 +177,7 @@ def predict(
                 with staged_files(output_dir) as stage:
                     entry = _predict_one(loaded, path, stage, centerline=centerline, device=dev,
                                          save_prob=save_prob, mesh=mesh, postprocess=postprocess,
-                                         precision=precision, iterate=iterate, batch_size=batch_size)
+                                         precision=precision, iterate=iterate, batch_size=batch_size, tta=tta)
             except CorosegError as exc:
                 if len(paths) == 1:
                     raise
@@ -262,13 +265,14 @@ def _record_case(output_dir: Path, header: dict, entry: dict) -> None:
 
 
 def _predict_one(loaded, path: Path, output_dir: Path, *, centerline, device, save_prob: bool, mesh: bool,
-                 precision: str, postprocess: PostprocessOptions, iterate: bool, batch_size: int) -> dict:
+                 precision: str, postprocess: PostprocessOptions, iterate: bool, batch_size: int,
+                 tta: bool = False) -> dict:
     t0 = time.perf_counter()
     vol = read_volume(path)
     t_read = time.perf_counter() - t0
     pred = predict_volume(loaded, vol, centerline=centerline, device=device, postprocess_options=postprocess,
                           iterate=iterate, batch_size=batch_size, extract_centerline=True, keep_prob=save_prob,
-                          precision=precision)
+                          precision=precision, tta=tta)
     cid = case_id(path)
     ext = output_extension(path)
     t0 = time.perf_counter()

@@ -42,6 +42,9 @@ from coroseg.models.config import RunConfig, as_run_config
 log = logging.getLogger(__name__)
 
 CENTERLINE_MODES = ("auto", "none")
+#: ``tta``: the scan and its mirrors along each array axis (nnU-Net mirrors over all 8 axis
+#: combinations; the 3 single-axis mirrors give most of that at half the cost)
+TTA_FLIPS = ((), (0,), (1,), (2,))
 #: probabilities at most this are treated as 0 when choosing the region to resample back
 PROB_FLOOR = 1e-3
 
@@ -127,6 +130,7 @@ def predict_volume(
     max_vessel_fraction: float = MAX_VESSEL_FRACTION,
     keep_prob: bool = True,
     precision: str = "auto",
+    tta: bool = False,
 ) -> Prediction:
     """Segment one in-memory volume.
 
@@ -159,18 +163,97 @@ def predict_volume(
         Network arithmetic: ``auto`` = bf16 autocast on CUDA, fp32 on CPU. ``bf16`` on a CPU
         with bf16 instructions is ~1.5x faster in the networks at equal Dice
         (docs/benchmarks.md), and much slower on one without.
+    tta : bool
+        Test-time mirroring: the whole prediction (crop models: locator, centerline, crop
+        placement, attention) also runs on the scan mirrored along each array axis
+        (:data:`TTA_FLIPS`: the scan and its 3 single-axis mirrors, 4x the time); the four
+        probabilities, mirrored back, are averaged before post-processing. A given centerline
+        is mirrored with the scan.
 
     Returns
     -------
     Prediction
         ``(seg, prob, graph, timings, info)``; ``seg`` and ``prob`` share ``vol``'s grid exactly.
     """
+    kwargs = dict(centerline=centerline, centerline_source=centerline_source, device=device,
+                  postprocess_options=postprocess_options, iterate=iterate, max_iterations=max_iterations,
+                  batch_size=batch_size, extract_centerline=extract_centerline,
+                  max_vessel_fraction=max_vessel_fraction, keep_prob=keep_prob)
     with inference_precision(precision):
-        return _predict_volume(run, vol, centerline=centerline, centerline_source=centerline_source, device=device,
-                               postprocess_options=postprocess_options, iterate=iterate,
-                               max_iterations=max_iterations, batch_size=batch_size,
-                               extract_centerline=extract_centerline, max_vessel_fraction=max_vessel_fraction,
-                               keep_prob=keep_prob)
+        return _predict_tta(run, vol, **kwargs) if tta else _predict_volume(run, vol, **kwargs)
+
+
+def _predict_tta(run, vol: Volume, *, centerline, postprocess_options, extract_centerline, keep_prob,
+                 max_vessel_fraction, **kwargs) -> Prediction:
+    """:func:`predict_volume` averaged over :data:`TTA_FLIPS` (whole pipeline per mirrored scan)."""
+    t_start = time.perf_counter()
+    if isinstance(centerline, (str, Path)) and str(centerline) not in CENTERLINE_MODES:
+        from coroseg.io.centerline_files import read_centerline
+
+        centerline = read_centerline(Path(centerline), reference=orient_lps(vol))  # mirrored with the scan below
+    run = load(run, resolve_device(kwargs["device"]))
+    total = None
+    first = None
+    timings: dict[str, float] = {}
+    for axes in TTA_FLIPS:
+        mirrored = vol if not axes else vol.with_array(np.ascontiguousarray(np.flip(vol.array, axes)))
+        prior = mirror_graph(centerline, vol, axes) if isinstance(centerline, CenterlineGraph) else centerline
+        pred = _predict_volume(run, mirrored, centerline=prior, postprocess_options=postprocess_options,
+                               extract_centerline=False, keep_prob=True, max_vessel_fraction=max_vessel_fraction,
+                               **kwargs)
+        prob = np.flip(pred.prob.array, axes) if axes else pred.prob.array
+        total = prob.copy() if total is None else total + prob
+        first = first or pred
+        for k, v in pred.timings.items():
+            timings[k] = timings.get(k, 0.0) + v
+    mean = total / np.float32(len(TTA_FLIPS))
+    info = StageInfo()
+    t0 = time.perf_counter()
+    seg = vol.with_array(postprocess(mean, postprocess_options, spacing=vol.spacing), is_label=True)
+    info.tick("postprocess", t0)
+    graph = _output_centerline(seg, info, max_vessel_fraction) if extract_centerline else None
+    timings.update({k: round(timings.get(k, 0.0) + v, 4) for k, v in info.timings.items()})
+    timings["total"] = round(time.perf_counter() - t_start, 4)
+    meta = {**first.info, "tta": len(TTA_FLIPS), "warnings": first.info["warnings"] + info.warnings}
+    return Prediction(seg, vol.with_array(mean, is_label=False) if keep_prob else None, graph, timings, meta)
+
+
+def mirror_graph(graph: CenterlineGraph, vol: Volume, axes: tuple[int, ...]) -> CenterlineGraph:
+    """``graph`` (world mm) moved as ``vol``'s anatomy moves when its array is flipped along ``axes``."""
+    if not axes:
+        return graph
+    size = np.asarray(vol.shape, dtype=float) - 1.0
+
+    def move(points: np.ndarray) -> np.ndarray:
+        idx = vol.world_to_index(points)
+        idx[:, list(axes)] = size[list(axes)] - idx[:, list(axes)]
+        return vol.index_to_world(idx)
+
+    return graph.transformed(move)
+
+
+def _output_centerline(seg: Volume, info: StageInfo, max_vessel_fraction: float,
+                       box: tuple[slice, ...] | None = None) -> CenterlineGraph | None:
+    """The centerline of the final mask (empty when nothing is segmented; None when it is too big).
+
+    Skeletonised in the LPS-oriented frame, so the graph does not depend on storage order, and
+    only on ``box`` (where the mask can be; the graph is in world mm, the same either way).
+    """
+    from coroseg.infer.postprocess import bounding_box
+    from coroseg.prior.skeleton import centerline_from_mask
+
+    t0 = time.perf_counter()
+    box = bounding_box(seg.array > 0) if box is None else box
+    frac = 0.0 if box is None else float(np.count_nonzero(seg.array[box])) / max(1, seg.array.size)
+    graph = None
+    if box is None or frac == 0.0:  # nothing segmented: nothing to skeletonise
+        graph = CenterlineGraph()
+    elif frac > max_vessel_fraction:
+        info.warn(f"segmentation covers {100 * frac:.1f} % of the volume: no centerline extracted")
+    else:
+        graph = centerline_from_mask(orient_lps(sub_grid(seg, box)))
+    info.tick("centerline_output", t0)
+    return graph
 
 
 def _predict_volume(run, vol: Volume, *, centerline, centerline_source, device, postprocess_options, iterate,
@@ -240,18 +323,8 @@ def _predict_volume(run, vol: Volume, *, centerline, centerline_source, device, 
     seg = vol.with_array(seg_arr, is_label=True)
     graph = None
     if extract_centerline:
-        from coroseg.prior.skeleton import centerline_from_mask
-
-        frac = 0.0 if found is None else float(np.count_nonzero(seg_arr[found[0]])) / max(1, seg_arr.size)
-        if found is None:  # nothing segmented: nothing to skeletonise
-            graph = CenterlineGraph()
-        elif frac > max_vessel_fraction:
-            info.warn(f"segmentation covers {100 * frac:.1f} % of the volume: no centerline extracted")
-        else:
-            # skeletonise in the LPS-oriented frame, so the graph does not depend on storage order;
-            # only the box the mask can occupy (the graph is in world mm, the same either way)
-            graph = centerline_from_mask(orient_lps(sub_grid(seg, found[0])))
-        info.tick("centerline_output", t0)
+        graph = (CenterlineGraph() if found is None
+                 else _output_centerline(seg, info, max_vessel_fraction, box=found[0]))
     timings = {k: round(v, 4) for k, v in info.timings.items()}
     timings["total"] = round(time.perf_counter() - t_start, 4)
     meta = {"centerline_source": source, "n_crops": info.n_crops, "iterations": info.iterations,
@@ -352,4 +425,5 @@ def _nnunet_folder(folder: Path) -> bool:
     return bool(names) and all(n.endswith(NNUNET_CHANNEL) for n in names)
 
 
-__all__ = ["predict_volume", "Prediction", "resolve_device", "find_inputs", "case_id", "load", "CENTERLINE_MODES"]
+__all__ = ["predict_volume", "Prediction", "resolve_device", "find_inputs", "case_id", "load", "CENTERLINE_MODES",
+           "TTA_FLIPS"]
