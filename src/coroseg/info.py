@@ -57,6 +57,33 @@ def describe_centerline(path: Path) -> dict:
     }
 
 
+#: what training uses for a case without a centerline file (:func:`coroseg.data.cache.load_centerline`)
+FROM_MASK = "extracted from the mask"
+NO_CENTERLINE = "none (no label to extract it from)"
+
+
+def centerline_source(case, root: Path) -> str:
+    """Where training takes ``case``'s centerline from: its file (relative to the dataset
+    ``root``), :data:`FROM_MASK`, or :data:`NO_CENTERLINE`."""
+    if case.centerline is not None:
+        try:
+            return Path(case.centerline).relative_to(root).as_posix()
+        except ValueError:
+            return str(case.centerline)
+    return FROM_MASK if case.label is not None else NO_CENTERLINE
+
+
+def _source_kind(case, source: str) -> str:
+    """``Centerlines_graphs/*.GML`` for ``.../Centerlines_graphs/n1.GML``; the other sources as they are."""
+    if case.centerline is None:
+        return source
+    p = Path(case.centerline)
+    if p.is_dir():
+        return f"{p.parent.name}/<id>/*.mrk.json"
+    ext = p.name[-len(".mrk.json"):] if p.name.lower().endswith(".mrk.json") else p.suffix
+    return f"{p.parent.name}/*{ext}"
+
+
 def describe_dataset(path: Path) -> dict:
     from coroseg.data.layouts import discover_cases
 
@@ -65,7 +92,12 @@ def describe_dataset(path: Path) -> dict:
     for c in cases:
         key = f"{c.split or 'unsplit'}/{c.group or '-'}"
         counts[key] = counts.get(key, 0) + 1
-    return {
+    sources = {c.case_id: centerline_source(c, path) for c in cases}
+    kinds: dict[str, int] = {}
+    for c in cases:
+        kind = _source_kind(c, sources[c.case_id])
+        kinds[kind] = kinds.get(kind, 0) + 1
+    out = {
         "kind": "dataset",
         "layout": layout,
         "cases": len(cases),
@@ -74,6 +106,12 @@ def describe_dataset(path: Path) -> dict:
         "by_split_group": counts,
         "first_cases": [c.case_id for c in cases[:5]],
     }
+    values = sorted({c.label_values for c in cases if c.label_values is not None})
+    if values:
+        out["vessel_labels"] = [int(v) for v in values[0]] if len(values) == 1 else [list(v) for v in values]
+    out["centerline_from"] = kinds
+    out["case_centerline"] = sources
+    return out
 
 
 def describe(path: str | Path) -> dict:
@@ -87,13 +125,23 @@ def describe(path: str | Path) -> dict:
         check_regular_file(path)  # a named pipe would block the reader forever
     from coroseg.io.centerline_files import centerline_extension
 
-    if path.is_file() and centerline_extension(path):  # .vtp, .gml, .mrk.json
+    if path.is_file() and centerline_extension(path):  # .vtp, .vtk, .gml, .mrk.json
         return describe_centerline(path)
     if path.is_file() or volume_extension(path):
-        return {"path": str(path), **describe_volume(read_volume(path))}
-    # a folder: a DICOM series, or a dataset
+        out = {"path": str(path), **describe_volume(read_volume(path))}
+        if path.is_file() and path.name.lower().endswith(".seg.nrrd"):
+            from coroseg.io.slicer_seg import read_segment_metadata
+
+            out["segments"] = [f"{m.get('Name', '?')} (label {m.get('LabelValue', '?')})"
+                               for m in read_segment_metadata(path)]
+        return out
+    # a folder: a DICOM series, a folder of Slicer curves, or a dataset
     if _holds_dicom_files(path):  # a DICOM folder's own problems (missing slice, 2 series) win
         return {"path": str(path), "format": "DICOM series", **describe_volume(read_volume(path))}
+    from coroseg.io.centerline_files import is_markups_folder
+
+    if is_markups_folder(path):
+        return {"path": str(path), "format": "folder of 3D Slicer curves", **describe_centerline(path)}
     try:
         return {"path": str(path), **describe_dataset(path)}
     except InputError as dataset_error:
@@ -124,6 +172,11 @@ def format_description(info: dict) -> str:
         if isinstance(v, list):
             v = " x ".join(str(x) for x in v) if k.startswith(("size", "spacing")) else ", ".join(str(x) for x in v)
         elif isinstance(v, dict):
-            v = ", ".join(f"{a}: {b}" for a, b in v.items())
+            one = ", ".join(f"{a}: {b}" for a, b in v.items())
+            if len(one) > 100:  # e.g. one line per case: each under the key, indented
+                lines.append(f"{k:>16}:")
+                lines.extend(f"{'':>18}{a}: {b}" for a, b in v.items())
+                continue
+            v = one
         lines.append(f"{k:>16}: {v}")
     return "\n".join(lines)

@@ -303,3 +303,19 @@ def test_check_centerline_in_image(y_tree: CenterlineGraph) -> None:
     with pytest.raises(InputError, match=r"cl\.vtp: 4 of 25 centerline points lie outside the image"):
         check_centerline_in_image(y_tree, ref, "cl.vtp")
     check_centerline_in_image(y_tree, ref, "cl.vtp", max_outside=0.2)
+
+
+def test_gml_frame_from_its_attribute_else_from_the_reference(tmp_path: Path, y_tree: CenterlineGraph) -> None:
+    """coroseg's GML says ``coordinates "LPS"``; HCATNetwork's says nothing (the prior work's graphs keep
+    the ASOCA ``.vtp`` frame), so without the attribute the frame is resolved as for ``.vtp``."""
+    ref = Volume(np.zeros((30, 40, 60), np.uint8), spacing=(1.0, 0.5, 1.0), origin=(-20.0, -6.0, -5.0))
+    write_centerline(y_tree, tmp_path / "lps.gml")
+    _assert_same_tree(read_centerline(tmp_path / "lps.gml", reference=ref), y_tree)
+    image = y_tree.transformed(lambda p: from_lps(p, "image", ref))
+    write_centerline(image, tmp_path / "img.gml")
+    text = (tmp_path / "img.gml").read_text().replace('  coordinates "LPS"\n', "")
+    (tmp_path / "img.gml").write_text(text)
+    assert choose_convention(image.positions(), ref) == "image"
+    _assert_same_tree(read_centerline(tmp_path / "img.gml", reference=ref), y_tree, atol=1e-9)
+    _assert_same_tree(read_centerline(tmp_path / "img.gml", reference=ref, coords="image"), y_tree, atol=1e-9)
+    _assert_same_tree(read_centerline(tmp_path / "img.gml"), image)  # no reference: as stored (LPS)

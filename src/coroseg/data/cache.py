@@ -68,6 +68,8 @@ def read_case(case: Case) -> tuple[Volume, Volume]:
         if image.shape != label.shape:
             raise GeometryError(f"label does not match image {case.image.name}: {problem}", case.label)
         label = resample_to_grid(label, image)
+    if case.label_values is not None:  # nnU-Net's dataset.json named the vessel label(s); others are background
+        label = label.with_array(np.isin(label.array, case.label_values).astype(np.uint8), is_label=True)
     values = np.unique(label.array)
     if not set(values.tolist()) <= {0, 1}:
         # a multi-class or 0/255 mask is a choice for the user, not something to guess
@@ -77,11 +79,20 @@ def read_case(case: Case) -> tuple[Volume, Volume]:
 
 
 def load_centerline(case: Case, label: Volume) -> tuple[CenterlineGraph, str]:
-    """The case's centerline: from its file when present, else extracted from ``label``."""
-    if case.centerline is not None:
-        from coroseg.io.centerline_files import read_centerline
+    """The case's centerline: from its file (or folder of Slicer curves) when present, else
+    extracted from ``label``.
 
-        return read_centerline(case.centerline, reference=label), "file"
+    A file whose frame (``.vtp``/``.vtk``/``.gml`` may not state it) is resolved against
+    ``label``; one that still lies outside the label's grid is refused
+    (:func:`coroseg.io.centerline_files.check_centerline_in_image`), so a frame mix-up stops
+    here instead of training on a wrong prior.
+    """
+    if case.centerline is not None:
+        from coroseg.io.centerline_files import check_centerline_in_image, read_centerline
+
+        graph = read_centerline(case.centerline, reference=label)
+        check_centerline_in_image(graph, label, case.centerline)
+        return graph, "file"
     from coroseg.prior import centerline_from_mask
 
     return centerline_from_mask(label), "label"

@@ -19,20 +19,52 @@ from coroseg.io.volume import Volume, volume_extension
 
 #: output extension for each input kind (a DICOM folder has none)
 DEFAULT_EXTENSION = ".nii.gz"
-_EXT_MAP = {".nhdr": ".nrrd", ".mhd": ".mha"}
+_EXT_MAP = {".nhdr": ".nrrd", ".mhd": ".mha", ".seg.nrrd": ".nrrd"}
+#: ``predict --format``: ``input`` keeps the input's extension; ``seg.nrrd`` writes the mask as a
+#: 3D Slicer segmentation (:mod:`coroseg.io.slicer_seg`) and the probability map as ``.nrrd``
+OUTPUT_FORMATS = ("input", "nii.gz", "nii", "nrrd", "mha", "seg.nrrd")
 
 
 def output_extension(input_path: str | Path) -> str:
     """The extension outputs keep for an input: the input's own, ``.nii.gz`` for DICOM folders.
 
     Detached-header formats become their single-file equivalents (``.nhdr`` -> ``.nrrd``,
-    ``.mhd`` -> ``.mha``) so each output is one file.
+    ``.mhd`` -> ``.mha``) so each output is one file; a ``.seg.nrrd`` input gives ``.nrrd``.
     """
     p = Path(input_path)
     ext = None if p.is_dir() else volume_extension(p)
     if ext is None:
         return DEFAULT_EXTENSION
     return _EXT_MAP.get(ext, ext)
+
+
+def check_output_format(output_format: str) -> None:
+    """Raise :class:`~coroseg.errors.CorosegError` unless ``output_format`` is one of :data:`OUTPUT_FORMATS`."""
+    from coroseg.errors import CorosegError
+
+    if output_format not in OUTPUT_FORMATS:
+        raise CorosegError(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, not {output_format!r}")
+
+
+def output_extensions(input_path: str | Path, output_format: str = "input") -> tuple[str, str]:
+    """``(mask extension, probability extension)`` for an input and ``predict --format``.
+
+    ``"input"``: both :func:`output_extension`; ``"seg.nrrd"``: the mask ``.seg.nrrd`` (a
+    Slicer segmentation), the probability ``.nrrd`` (a probability is no segmentation); any
+    other format: both that extension.
+
+    Raises
+    ------
+    CorosegError
+        ``output_format`` is none of :data:`OUTPUT_FORMATS`.
+    """
+    check_output_format(output_format)
+    if output_format == "input":
+        ext = output_extension(input_path)
+        return ext, ext
+    if output_format == "seg.nrrd":
+        return ".seg.nrrd", ".nrrd"
+    return f".{output_format}", f".{output_format}"
 
 
 def mesh_from_mask(mask: Volume, *, level: float = 0.5, step_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -137,5 +169,6 @@ def geometry_dict(vol: Volume) -> dict:
             "direction": vol.direction.round(8).tolist()}
 
 
-__all__ = ["output_extension", "mesh_from_mask", "write_stl", "read_stl", "write_centerline_files",
+__all__ = ["output_extension", "output_extensions", "check_output_format", "OUTPUT_FORMATS",
+           "mesh_from_mask", "write_stl", "read_stl", "write_centerline_files",
            "mask_stats", "geometry_dict", "DEFAULT_EXTENSION"]

@@ -4,11 +4,14 @@
 extension      read    write  format
 =============  ======  =====  ===============================================
 ``.vtp``       yes     yes    VTK XML PolyData, VMTK polylines (:mod:`.vtp`)
+``.vtk``       yes     no     legacy VTK POLYDATA, ASCII or BINARY (:mod:`.vtk_legacy`)
 ``.gml``       yes     yes    HCATNetwork ``SimpleCenterlineGraph`` (:mod:`.gml`)
 ``.mrk.json``  yes     yes    3D Slicer markups curves (:mod:`.slicer`)
+folder         yes     no     ``.mrk.json`` curve files, one per curve as Slicer saves them
 =============  ======  =====  ===============================================
 
-All readers return a :class:`~coroseg.io.centerline.CenterlineGraph` in LPS mm and raise
+Extensions match in any case (``.GML``). All readers return a
+:class:`~coroseg.io.centerline.CenterlineGraph` in LPS mm and raise
 :class:`~coroseg.errors.InputError` naming the file for anything a user can fix. All writers
 are atomic.
 """
@@ -23,27 +26,48 @@ from coroseg.errors import CorosegError, InputError
 from coroseg.io.centerline import CenterlineGraph
 from coroseg.io.volume import Volume
 
+#: what :func:`write_centerline` writes
 CENTERLINE_EXTENSIONS = (".vtp", ".gml", ".mrk.json")
+#: what :func:`read_centerline` reads (and a folder of ``.mrk.json`` files)
+READ_EXTENSIONS = (".vtp", ".vtk", ".gml", ".mrk.json")
 
 
 def centerline_extension(path: str | Path) -> str | None:
-    """The supported extension of ``path`` (``.mrk.json`` counts as one), else ``None``."""
+    """The readable extension of ``path``, lower case (``.mrk.json`` counts as one), else ``None``."""
     name = Path(path).name.lower()
-    return next((e for e in CENTERLINE_EXTENSIONS if name.endswith(e)), None)
+    return next((e for e in READ_EXTENSIONS if name.endswith(e)), None)
+
+
+def is_markups_folder(path: str | Path) -> bool:
+    """True for a folder holding ``.mrk.json`` files and no volume file (a centerline saved by Slicer)."""
+    from coroseg.io.slicer import markups_files
+    from coroseg.io.volume import volume_extension
+
+    path = Path(path)
+    try:
+        if not path.is_dir() or not markups_files(path):
+            return False
+        return not any(p.is_file() and volume_extension(p) for p in path.iterdir())
+    except OSError:
+        return False
 
 
 def read_centerline(path: str | Path, *, reference: Volume | None = None,
                     coords: str = "auto") -> CenterlineGraph:
-    """Read a centerline file (``.vtp``, ``.gml``, ``.mrk.json``) in LPS mm.
+    """Read a centerline file (``.vtp``, ``.vtk``, ``.gml``, ``.mrk.json``) or a folder of
+    ``.mrk.json`` curves, in LPS mm.
 
     Parameters
     ----------
     path : str or Path
+        A file, or a folder of 3D Slicer ``.mrk.json`` files (one curve each, as Slicer saves
+        them), read as one centerline (:func:`coroseg.io.slicer.read_markups_folder`).
     reference : Volume, optional
-        The image the centerline belongs to. ``.vtp`` only: picks (``coords="auto"``) or
-        applies (``coords="image"``) the coordinate convention, see :mod:`coroseg.io.vtp`.
+        The image the centerline belongs to. ``.vtp``, ``.vtk`` and ``.gml`` (whose files may
+        not state their frame): picks (``coords="auto"``) or applies (``coords="image"``) the
+        coordinate convention, see :mod:`coroseg.io.vtp`.
     coords : {"auto", "lps", "ras", "image"}
-        ``.vtp`` only.
+        ``.vtp``, ``.vtk`` and ``.gml`` only; markups state their frame.
 
     Raises
     ------
@@ -55,26 +79,36 @@ def read_centerline(path: str | Path, *, reference: Volume | None = None,
     if coords not in COORDS:
         raise CorosegError(f"--coords must be one of {', '.join(COORDS)}, not {coords!r}")
     path = Path(path)
+    if path.is_dir():
+        from coroseg.io.slicer import read_markups_folder
+
+        return _checked(read_markups_folder(path), path)
     ext = centerline_extension(path)
     if ext is None:
         raise InputError(f"unsupported centerline file type {''.join(path.suffixes) or '(none)'}; "
-                         f"expected one of {', '.join(CENTERLINE_EXTENSIONS)}", path)
+                         f"expected one of {', '.join(READ_EXTENSIONS)} or a folder of .mrk.json files", path)
     if not path.exists():
         raise InputError("no such file", path)
-    if path.is_dir():
-        raise InputError("is a folder; expected a centerline file", path)
     if ext == ".vtp":
         from coroseg.io.vtp import read_vtp
 
         graph = read_vtp(path, coords=coords, reference=reference)
+    elif ext == ".vtk":
+        from coroseg.io.vtk_legacy import read_vtk
+
+        graph = read_vtk(path, coords=coords, reference=reference)
     elif ext == ".gml":
         from coroseg.io.gml import read_gml
 
-        graph = read_gml(path)
+        graph = read_gml(path, coords=coords, reference=reference)
     else:
         from coroseg.io.slicer import read_markups
 
         graph = read_markups(path)
+    return _checked(graph, path)
+
+
+def _checked(graph: CenterlineGraph, path: Path) -> CenterlineGraph:
     if len(graph) == 0:
         raise InputError("centerline is empty", path)
     pos = graph.positions()
@@ -90,7 +124,7 @@ def write_centerline(graph: CenterlineGraph, path: str | Path, **options) -> Non
     """
     path = Path(path)
     ext = centerline_extension(path)
-    if ext is None:
+    if ext not in CENTERLINE_EXTENSIONS:
         raise InputError(f"unsupported centerline file type {''.join(path.suffixes) or '(none)'}; "
                          f"expected one of {', '.join(CENTERLINE_EXTENSIONS)}", path)
     if ext == ".vtp":

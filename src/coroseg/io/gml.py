@@ -10,12 +10,20 @@ centerline as a GML graph whose attributes are all strings:
 
 coroseg writes positions in **LPS** mm and says so in the graph attribute
 ``coordinates = "LPS"``; floats are written with ``repr`` so a round trip is exact.
+
+HCATNetwork itself records no frame. The prior work's graphs (``Centerlines_graphs/<id>.GML``
+beside ASOCA's ``CTCA/``) were built from the ASOCA ``.vtp`` centerlines and keep their
+coordinates, the ``"image"`` convention of :mod:`coroseg.io.vtp`. So a file without a
+``coordinates`` attribute is resolved as a ``.vtp`` without a ``SPACE`` field is
+(``coords="auto"``: with a ``reference``, the convention that puts the most points inside it;
+without one, LPS).
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import networkx as nx
 import numpy as np
@@ -23,6 +31,9 @@ import numpy as np
 from coroseg.errors import InputError
 from coroseg.io.atomic import atomic_path
 from coroseg.io.centerline import SIDES, TOPOLOGIES, CenterlineGraph
+
+if TYPE_CHECKING:
+    from coroseg.io.volume import Volume
 
 NODE_ATTRS = ("x", "y", "z", "r", "topology", "side")
 
@@ -49,8 +60,17 @@ def write_gml(graph: CenterlineGraph, path: str | Path) -> None:
         nx.write_gml(out, tmp)
 
 
-def read_gml(path: str | Path) -> CenterlineGraph:
-    """Read an HCATNetwork-style GML centerline graph (positions LPS mm).
+def read_gml(path: str | Path, *, coords: str = "auto", reference: Volume | None = None) -> CenterlineGraph:
+    """Read an HCATNetwork-style GML centerline graph into LPS mm.
+
+    Parameters
+    ----------
+    path : str or Path
+    coords : {"auto", "lps", "ras", "image"}
+        Frame of the file's positions (:mod:`coroseg.io.vtp`); ``"auto"`` takes the graph's
+        ``coordinates`` attribute (``LPS``/``RAS``), else decides with ``reference``.
+    reference : Volume, optional
+        The image the centerline belongs to (needed by ``"image"``).
 
     Raises
     ------
@@ -64,8 +84,9 @@ def read_gml(path: str | Path) -> CenterlineGraph:
         raise InputError("no such file", path)
     try:
         src = nx.read_gml(path, label="label")
-    except (nx.NetworkXError, ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"not a valid GML graph ({str(exc).splitlines()[0][:200]})", path) from None
+    except (nx.NetworkXError, ValueError, UnicodeDecodeError, IndexError) as exc:  # IndexError: an open string
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise InputError(f"not a valid GML graph ({reason})", path) from None
     except OSError as exc:
         raise InputError(f"cannot read file ({exc.strerror})", path) from None
     if src.number_of_nodes() == 0:
@@ -102,6 +123,27 @@ def read_gml(path: str | Path) -> CenterlineGraph:
         ia, ib = index[a], index[b]
         if ia != ib:
             g.add_edge(ia, ib, length=float(np.linalg.norm(g.nodes[ia]["pos"] - g.nodes[ib]["pos"])))
+    return _to_lps(g, src.graph.get("coordinates"), coords, reference, path)
+
+
+def _to_lps(g: nx.Graph, stated: object, coords: str, reference: Volume | None, path: Path) -> CenterlineGraph:
+    """Move the node positions of ``g`` from the file's frame to LPS (edge lengths follow)."""
+    from coroseg.io.vtp import COORDS, choose_convention, to_lps
+
+    if coords not in COORDS:
+        raise ValueError(f"coords must be one of {COORDS}, not {coords!r}")
+    nodes = list(g.nodes)
+    pos = np.array([g.nodes[n]["pos"] for n in nodes], dtype=float).reshape(-1, 3)
+    if coords == "auto":
+        space = str(stated).upper() if stated is not None else ""
+        coords = space.lower() if space in ("LPS", "RAS") else choose_convention(pos, reference)
+    if coords == "image" and reference is None:
+        raise InputError('coords="image" needs the reference image the centerline belongs to', path)
+    if coords != "lps":
+        for n, p in zip(nodes, to_lps(pos, coords, reference)):
+            g.nodes[n]["pos"] = p
+        for a, b in g.edges:
+            g.edges[a, b]["length"] = float(np.linalg.norm(g.nodes[a]["pos"] - g.nodes[b]["pos"]))
     return CenterlineGraph(g)
 
 

@@ -5,6 +5,14 @@ oriented away from the ostium, control points in LPS mm (``"coordinateSystem": "
 radius of each point stored as a ``Radius`` measurement with ``controlPointValues`` (as the
 SlicerVMTK extension does). Drag the file into Slicer to overlay the centerline on the image.
 Schema: https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/Resources/Schema/markups-schema-v1.0.3.json
+
+Unknown radii. The schema wants numbers in ``controlPointValues`` (``null`` is invalid), so a
+point whose radius is unknown (NaN) is written as :data:`UNKNOWN_RADIUS` = ``0.0``, never a
+real vessel radius; a curve with no known radius at all gets no ``Radius`` measurement. The
+reader turns a radius <= 0 (and the ``null`` earlier coroseg versions wrote) back into NaN.
+
+Slicer saves each curve in its own file: :func:`read_markups_folder` reads a folder of
+``.mrk.json`` files as one centerline (curves of different files that share end points join).
 """
 
 from __future__ import annotations
@@ -22,6 +30,9 @@ from coroseg.io.centerline import CenterlineGraph
 SCHEMA = ("https://raw.githubusercontent.com/slicer/slicer/master/Modules/Loadable/Markups/"
           "Resources/Schema/markups-schema-v1.0.3.json")
 MERGE_TOL_MM = 1e-6
+#: ``controlPointValues`` entry of a point whose radius is unknown (the schema allows no null)
+UNKNOWN_RADIUS = 0.0
+MARKUPS_EXTENSION = ".mrk.json"
 
 
 def oriented_branches(graph: CenterlineGraph) -> list[list[int]]:
@@ -60,7 +71,15 @@ def curves_document(graph: CenterlineGraph, *, name: str = "centerline") -> dict
                 "visibility": True,
                 "positionStatus": "defined",
             })
-        radii = [float(g.nodes[n]["radius"]) for n in branch]
+        radii = [float(g.nodes[n].get("radius", np.nan)) for n in branch]
+        known = [r if np.isfinite(r) and r > 0 else UNKNOWN_RADIUS for r in radii]
+        measurements = [] if not any(known) else [{
+            "name": "Radius",
+            "enabled": False,
+            "units": "mm",
+            "printFormat": "%5.3f %s",
+            "controlPointValues": known,
+        }]
         markups.append({
             "type": "Curve",
             "name": f"{name}-{bi}",
@@ -71,13 +90,7 @@ def curves_document(graph: CenterlineGraph, *, name: str = "centerline") -> dict
             "labelFormat": "%N-%d",
             "lastUsedControlPointNumber": len(cps),
             "controlPoints": cps,
-            "measurements": [{
-                "name": "Radius",
-                "enabled": False,
-                "units": "mm",
-                "printFormat": "%5.3f %s",
-                "controlPointValues": [r if np.isfinite(r) else None for r in radii],
-            }],
+            "measurements": measurements,
         })
     return {"@schema": SCHEMA, "markups": markups}
 
@@ -91,7 +104,7 @@ def write_markups(graph: CenterlineGraph, path: str | Path, *, name: str | None 
 
 
 def _radius_measurement(measurements, n: int, curve: int, path: Path) -> np.ndarray:
-    """The curve's ``Radius`` measurement per control point (NaN where absent or null)."""
+    """The curve's ``Radius`` measurement per control point (NaN where absent, null or <= 0)."""
     rad = np.full(n, np.nan)
     if measurements is None:
         return rad
@@ -107,6 +120,7 @@ def _radius_measurement(measurements, n: int, curve: int, path: Path) -> np.ndar
                 rad = np.array([np.nan if v is None else float(v) for v in vals], dtype=float)
             except (TypeError, ValueError):
                 raise InputError(f"curve {curve}: Radius 'controlPointValues' must be numbers or null", path) from None
+    rad[~(rad > 0)] = np.nan  # UNKNOWN_RADIUS (0.0), null and nonsense radii: unknown
     return rad
 
 
@@ -123,6 +137,53 @@ def read_markups(path: str | Path, *, merge_tol: float = MERGE_TOL_MM) -> Center
         ``position``.
     """
     path = Path(path)
+    lines, radii = markups_curves(path)
+    if not lines:
+        raise InputError("markups file holds no curves", path)
+    return CenterlineGraph.from_polylines(lines, radii, merge_tol=merge_tol)
+
+
+def markups_files(folder: str | Path) -> list[Path]:
+    """The ``.mrk.json`` files directly in ``folder`` (hidden ones left out), in natural name order."""
+    import re
+
+    def key(p: Path) -> tuple:
+        return tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", p.name.lower()) if t)
+
+    folder = Path(folder)
+    return sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+                   and p.name.lower().endswith(MARKUPS_EXTENSION)), key=key)
+
+
+def read_markups_folder(folder: str | Path, *, merge_tol: float = MERGE_TOL_MM) -> CenterlineGraph:
+    """Read every ``.mrk.json`` file of ``folder`` (Slicer saves one curve per file) as one graph.
+
+    The curves of all files are joined as those of one file are (shared end points become one
+    node); files are taken in natural name order, so ``Curve_2`` comes before ``Curve_10``. Files
+    holding only other markups (points, planes) add nothing.
+
+    Raises
+    ------
+    InputError
+        The folder holds no ``.mrk.json`` file or no curve; a file's own problems name that file.
+    """
+    folder = Path(folder)
+    files = markups_files(folder)
+    if not files:
+        raise InputError("folder holds no .mrk.json files; expected a centerline file or a folder of "
+                         "3D Slicer curve files", folder)
+    lines, radii = [], []
+    for f in files:
+        ln, rd = markups_curves(f)
+        lines += ln
+        radii += rd
+    if not lines:
+        raise InputError(f"none of the {len(files)} .mrk.json files holds a curve", folder)
+    return CenterlineGraph.from_polylines(lines, radii, merge_tol=merge_tol)
+
+
+def markups_curves(path: Path) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The curves of one markups file: control points ``(N_i, 3)`` in LPS mm and their radii."""
     if not path.is_file():
         raise InputError("no such file", path)
     try:
@@ -131,6 +192,8 @@ def read_markups(path: str | Path, *, merge_tol: float = MERGE_TOL_MM) -> Center
         raise InputError(f"not valid JSON ({exc})", path) from None
     except RecursionError:
         raise InputError("not valid JSON (nested too deeply)", path) from None
+    except OSError as exc:
+        raise InputError(f"cannot read file ({exc.strerror})", path) from None
     marks = doc.get("markups") if isinstance(doc, dict) else None
     if not isinstance(marks, list):
         raise InputError("expected a Slicer markups file with a 'markups' list", path)
@@ -151,6 +214,4 @@ def read_markups(path: str | Path, *, merge_tol: float = MERGE_TOL_MM) -> Center
             pts = pts * np.array([-1.0, -1.0, 1.0])
         lines.append(pts)
         radii.append(_radius_measurement(m.get("measurements"), len(pts), mi, path))
-    if not lines:
-        raise InputError("markups file holds no curves", path)
-    return CenterlineGraph.from_polylines(lines, radii, merge_tol=merge_tol)
+    return lines, radii

@@ -30,7 +30,8 @@ import SimpleITK as sitk
 from coroseg.errors import CorosegError, GeometryError, InputError
 from coroseg.io.atomic import atomic_path
 
-VOLUME_EXTENSIONS = (".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
+#: longest first where one ends another: ``x.seg.nrrd`` (a 3D Slicer segmentation) is case ``x``
+VOLUME_EXTENSIONS = (".seg.nrrd", ".nrrd", ".nhdr", ".nii", ".nii.gz", ".mha", ".mhd")
 
 
 @dataclasses.dataclass
@@ -141,7 +142,7 @@ def _fmt(t: tuple[float, ...]) -> str:
 
 
 def volume_extension(path: str | Path) -> str | None:
-    """The supported extension of ``path`` (``.nii.gz`` counts as one), else ``None``."""
+    """The supported extension of ``path`` (``.nii.gz``, ``.seg.nrrd`` count as one), else ``None``."""
     name = Path(path).name.lower()
     for ext in VOLUME_EXTENSIONS:
         if name.endswith(ext):
@@ -370,11 +371,19 @@ def _as_label(array: np.ndarray, path: Path) -> np.ndarray:
 
 # ---- writing ------------------------------------------------------------------------------
 def write_volume(vol: Volume, path: str | Path, *, compress: bool = True) -> Path:
-    """Write ``vol`` to ``path`` (format from the extension), atomically, geometry exact."""
+    """Write ``vol`` to ``path`` (format from the extension), atomically, geometry exact.
+
+    ``.seg.nrrd``: a 3D Slicer segmentation of the coronary arteries (label value 1), see
+    :func:`coroseg.io.slicer_seg.write_segmentation`.
+    """
     path = Path(path)
     ext = volume_extension(path)
     if ext is None:
         raise InputError(f"unsupported output type; expected one of {', '.join(VOLUME_EXTENSIONS)}", path)
+    if ext == ".seg.nrrd":
+        from coroseg.io.slicer_seg import write_segmentation
+
+        return write_segmentation(vol, path, compress=compress)
     img = vol.to_sitk()
     if ext == ".mhd":
         _write_mhd(img, path, compress)

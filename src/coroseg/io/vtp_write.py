@@ -1,7 +1,9 @@
 """Writing VTK XML PolyData (``.vtp``) centerlines: VMTK-style polylines, LPS by default.
 
-The format, the coordinate conventions and the reader are in :mod:`coroseg.io.vtp`; files
-written here carry the marker comment that tells the reader (and coroseg's ``auto``) they are LPS.
+The format, the coordinate conventions and the reader are in :mod:`coroseg.io.vtp`. Files in
+LPS or RAS state their frame as 3D Slicer does, in a ``FieldData`` string array ``SPACE``
+(Slicer then places them without asking); LPS files also keep the marker comment older coroseg
+versions look for. ``coords="image"`` files state nothing (the frame is not one Slicer knows).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 
 from coroseg.io.atomic import atomic_path
 from coroseg.io.centerline import CenterlineGraph
-from coroseg.io.vtp import MARKER, RADIUS_ARRAY, from_lps
+from coroseg.io.vtp import MARKER, RADIUS_ARRAY, SPACE_FIELD, from_lps
 
 if TYPE_CHECKING:
     from coroseg.io.volume import Volume
@@ -62,9 +64,10 @@ def write_vtp(graph: CenterlineGraph, path: str | Path, *, binary: bool = True,
     binary : bool
         zlib-compressed base64 arrays (``True``) or ASCII (``False``).
     coords : {"lps", "ras", "image"}
-        Convention written to the file. ``"lps"`` (default) adds the coroseg marker comment so
-        that ``read_vtp(coords="auto")`` reads it back exactly; for ``"ras"``/``"image"`` pass
-        the same ``coords`` (and ``reference``) to :func:`read_vtp`.
+        Convention written to the file. ``"lps"`` (default) and ``"ras"`` are stated in the
+        ``SPACE`` field (``"lps"`` also by the marker comment), so ``read_vtp(coords="auto")``
+        and 3D Slicer read them back exactly; for ``"image"`` pass the same ``coords`` and
+        ``reference`` to :func:`read_vtp`.
     reference : Volume, optional
         Needed by ``coords="image"``.
 
@@ -83,13 +86,14 @@ def write_vtp(graph: CenterlineGraph, path: str | Path, *, binary: bool = True,
     radius = np.concatenate(radii) if radii else np.zeros(0)
     offsets = np.cumsum([len(p) for p in paths]).astype(np.int64)
     conn = np.arange(len(points), dtype=np.int64)
-    text = _polydata_xml(points, radius, conn, offsets, binary=binary, marker=coords == "lps")
+    space = {"lps": "LPS", "ras": "RAS"}.get(coords)
+    text = _polydata_xml(points, radius, conn, offsets, binary=binary, marker=coords == "lps", space=space)
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="ascii")
 
 
 def _polydata_xml(points: np.ndarray, radius: np.ndarray, conn: np.ndarray, offsets: np.ndarray,
-                  *, binary: bool, marker: bool = False) -> str:
+                  *, binary: bool, marker: bool = False, space: str | None = None) -> str:
     comp = ' compressor="vtkZLibDataCompressor"' if binary else ""
     fmt = "binary" if binary else "ascii"
 
@@ -104,7 +108,8 @@ def _polydata_xml(points: np.ndarray, radius: np.ndarray, conn: np.ndarray, offs
         + (MARKER + "\n" if marker else "")
         + f'<VTKFile type="PolyData" version="0.1" byte_order="LittleEndian" header_type="UInt64"{comp}>\n'
         "  <PolyData>\n"
-        f'    <Piece NumberOfPoints="{len(points)}" NumberOfVerts="0" NumberOfLines="{len(offsets)}"'
+        + _space_field(space)
+        + f'    <Piece NumberOfPoints="{len(points)}" NumberOfVerts="0" NumberOfLines="{len(offsets)}"'
         ' NumberOfStrips="0" NumberOfPolys="0">\n'
         f'      <PointData Scalars="{RADIUS_ARRAY}">\n'
         + da(radius.astype("<f8"), "Float64", RADIUS_ARRAY)
@@ -115,6 +120,16 @@ def _polydata_xml(points: np.ndarray, radius: np.ndarray, conn: np.ndarray, offs
         + da(offsets.astype("<i8"), "Int64", "offsets")
         + "      </Lines>\n    </Piece>\n  </PolyData>\n</VTKFile>\n"
     )
+
+
+def _space_field(space: str | None) -> str:
+    """The ``SPACE`` FieldData string array (ASCII: the character codes, then 0), or nothing."""
+    if space is None:
+        return ""
+    codes = " ".join(str(b) for b in space.encode("ascii") + b"\0")
+    return ("    <FieldData>\n"
+            f'      <Array type="String" Name="{SPACE_FIELD}" NumberOfTuples="1" format="ascii">\n'
+            f"        {codes}\n      </Array>\n    </FieldData>\n")
 
 
 def _encode(arr: np.ndarray, *, binary: bool, blocksize: int = 32768) -> str:
