@@ -69,14 +69,19 @@ class Predictor:
         self.options = {"centerline": centerline, "postprocess": postprocess, "iterate": iterate,
                         "precision": precision, "batch_size": batch_size, "tta": tta}
 
-    def __call__(self, image: Any, output: str | Path | None = None, *, save_prob: bool = False,
-                 mesh: bool = False, skip_complete: bool = False) -> Result | list[Result]:
-        """Segment ``image`` (path, SimpleITK image or Volume); a folder of scans gives a list."""
+    def __call__(self, image: Any, output: str | Path | None = None, *, save_prob: bool = False, mesh: bool = False,
+                 skip_complete: bool = False, output_format: str = "input") -> Result | list[Result]:
+        """Segment ``image`` (path, SimpleITK image or Volume); a folder of scans gives a list.
+
+        ``output_format`` (scans on disk): ``"input"`` (the input's extension), ``"nii.gz"``,
+        ``"nrrd"``, ``"mha"`` or ``"seg.nrrd"`` (a 3D Slicer segmentation).
+        """
         if isinstance(image, (str, Path)):
-            return self._files(Path(image), output, save_prob=save_prob, mesh=mesh, skip_complete=skip_complete)
-        if output is not None or mesh or skip_complete:
-            raise CorosegError("output, mesh and skip_complete are for scans on disk; an image in memory "
-                               "comes back in memory")
+            return self._files(Path(image), output, save_prob=save_prob, mesh=mesh, skip_complete=skip_complete,
+                               output_format=output_format)
+        if output is not None or mesh or skip_complete or output_format != "input":
+            raise CorosegError("output, mesh, skip_complete and output_format are for scans on disk; an image in "
+                               "memory comes back in memory")
         return self._memory(image, save_prob=save_prob)
 
     predict = __call__

@@ -38,6 +38,7 @@ class Split(str, Enum):
     train = "train"
     val = "val"
     test = "test"
+    all = "all"  # every case (what an installed model, trained on other data, is scored on)
 
 
 class TestCenterline(str, Enum):

@@ -51,7 +51,7 @@ def _root(
 @app.command()
 def info(path: Path = typer.Argument(
     ..., **EXISTING,
-    help="Volume file, DICOM folder, centerline (.vtp/.gml/.mrk.json) or dataset folder.")) -> None:
+    help="Volume file, DICOM folder, centerline (.vtp/.vtk/.gml/.mrk.json) or dataset folder.")) -> None:
     """Print a volume's, centerline's or dataset's size, spacing, orientation and statistics."""
     from coroseg.info import describe, format_description
 
@@ -101,6 +101,10 @@ def train(
         help="Crop models: centerline attention channel."),
     device: Device = typer.Option(Device.auto, "--device", help="auto: CUDA when available, else CPU."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the run folder's last checkpoint."),
+    init: Optional[str] = typer.Option(
+        None, "--init",
+        help="Fine-tune: start from this model's weights (builtin, an installed name or a run folder); its "
+             "network, grid, intensity, attention and locator settings are kept."),
     seed: int = typer.Option(0, "--seed", help="Seed for weights, splits, sampling and augmentation."),
     lr: float = typer.Option(1e-3, "--lr", help="Peak AdamW learning rate."),
     val_every: int = typer.Option(1, "--val-every", min=1, help="Validate on whole volumes every K epochs."),
@@ -118,14 +122,16 @@ def train(
 
     run_dir = train_fn(data, out, model=model.value, epochs=epochs, batch_size=batch_size, attention=attention,
                        patch_budget=patch_budget, device=device.value, resume=resume, seed=seed, lr=lr,
-                       val_every=val_every, early_stop=early_stop or None, progress=progress,
+                       val_every=val_every, early_stop=early_stop or None, progress=progress, init=init,
                        **parse_overrides(overrides, own_options=TRAIN_OPTIONS))
     typer.echo(f"run folder: {run_dir}")
 
 
 @app.command()
 def predict(
-    model: Path = typer.Option(..., "--model", **EXISTING, help="Run folder written by 'coroseg train'."),
+    model: str = typer.Option(
+        "builtin", "--model",
+        help="Trained model: a run folder, an installed model's name (coroseg models), or builtin."),
     input: list[Path] = typer.Option(
         ..., "-i", "--input", **EXISTING,
         help="Volume file, folder of volumes, or DICOM series folder; repeatable."),
@@ -140,7 +146,9 @@ def predict(
         help="Split the scans into this many parts (job arrays; under torchrun: WORLD_SIZE)."),
     part_id: Optional[int] = typer.Option(
         None, "--part-id", min=0, help="The part this process segments, 0 to --num-parts - 1 (torchrun: RANK)."),
-    centerline: str = typer.Option("auto", "--centerline", help="auto (locator), none, or a .vtp/.gml/.mrk.json file."),
+    centerline: str = typer.Option(
+        "auto", "--centerline",
+        help="auto (locator), none, or a .vtp/.vtk/.gml/.mrk.json file or a folder of .mrk.json curves."),
     device: Device = typer.Option(Device.auto, "--device", help="auto: CUDA when available, else CPU."),
     save_prob: bool = typer.Option(False, "--save-prob", help="Also write the vessel probability map."),
     mesh: bool = typer.Option(False, "--mesh", help="Also write <id>_vessels.stl (LPS mm)."),
@@ -159,6 +167,10 @@ def predict(
     precision: Precision = typer.Option(
         Precision.auto, "--precision",
         help="auto: bf16 on CUDA, fp32 on CPU; bf16 is also faster on CPUs with bf16 instructions."),
+    output_format: str = typer.Option(
+        "input", "--format",
+        help="Mask file format: input (the input's extension), nii.gz, nii, nrrd, mha, or seg.nrrd (a 3D Slicer "
+             "segmentation; the probability map is then .nrrd)."),
 ) -> None:
     """Segment new scans; writes <id>_seg, centerline (.vtp/.gml/.mrk.json) and summary.json."""
     from coroseg.infer.files import predict as predict_fn
@@ -172,16 +184,19 @@ def predict(
     summaries = predict_fn(model, input[0] if len(input) == 1 else list(input), output, centerline=prior,
                            device=device.value, save_prob=save_prob, mesh=mesh, postprocess=post, iterate=iterate,
                            precision=precision.value, skip_complete=resume, num_parts=num_parts, part_id=part_id,
-                           tta=tta)
+                           tta=tta, output_format=output_format)
     typer.echo(f"wrote {len(summaries)} segmentation(s) to {output}")
 
 
 @app.command("test")
 def test_cmd(
-    model: Path = typer.Option(..., "--model", **EXISTING, help="Run folder."),
+    model: str = typer.Option(..., "--model", help="A run folder, an installed model's name, or builtin."),
     data: Path = typer.Option(Path("dataset"), "--data", **EXISTING, help="Dataset folder."),
     out: Path = typer.Option(..., "--out", help="Output folder (predictions, metrics.csv, summary.md)."),
-    split: Split = typer.Option(Split.test, "--split", help="The dataset split to score."),
+    split: Optional[Split] = typer.Option(
+        None, "--split",
+        help="The split to score (default: test for a run folder; all for an installed or built-in model, which "
+             "has no split of this data)."),
     centerline: list[TestCenterline] = typer.Option(
         [TestCenterline.auto], "--centerline",
         help="Crop models' prior: auto and/or gt (reported as ORACLE), or none; repeat for several."),
@@ -192,8 +207,8 @@ def test_cmd(
     from coroseg.eval.testing import test_run
 
     _on_interrupt(f"{out}: test interrupted; nothing of this run was kept")
-    _, table = test_run(model, data, out, split=split.value, centerlines=[c.value for c in centerline],
-                        device=device.value, tta=tta)
+    _, table = test_run(model, data, out, split=None if split is None else split.value,
+                        centerlines=[c.value for c in centerline], device=device.value, tta=tta)
     typer.echo(table)
 
 
@@ -283,6 +298,43 @@ def report(
     typer.echo(write_report(run, out, test_dir=test, data_dir=data, max_cases=max_cases))
 
 
+@app.command("export-model")
+def export_model(
+    run: Path = typer.Argument(..., **EXISTING, file_okay=False, help="Run folder of a finished 'coroseg train'."),
+    out: Path = typer.Option(..., "--out", help="Model package to write (.zip)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Model name (default: the run folder's name)."),
+    version: Optional[str] = typer.Option(
+        None, "--version", help="Version, free text (default: the coroseg version the run was trained with)."),
+    description: str = typer.Option("", "--description", help="One or two sentences on the model."),
+    half: bool = typer.Option(False, "--half", help="Store the weights as float16 (half the size; loaded as float32)."),
+) -> None:
+    """Export a trained model as a zip package (config, weights, manifest with checksums)."""
+    from coroseg.models.store import export_model as export_fn
+
+    typer.echo(f"model package: {export_fn(run, out, name=name, version=version, description=description, half=half)}")
+
+
+@app.command("install-model")
+def install_model(
+    package: Path = typer.Argument(..., **EXISTING, dir_okay=False, help="Model package (.zip) from 'export-model'."),
+    name: Optional[str] = typer.Option(None, "--name", help="Install under this name (default: the package's)."),
+    force: bool = typer.Option(False, "--force", help="Replace a model installed under the same name."),
+) -> None:
+    """Check a model package and install it into the user's models folder ('coroseg models' lists them)."""
+    from coroseg.models.store import install_model as install_fn
+
+    folder = install_fn(package, name=name, force=force)
+    typer.echo(f"installed {folder.name}: {folder}")
+
+
+@app.command("models")
+def models() -> None:
+    """List the models installed in the user's models folder ('install-model' adds them)."""
+    from coroseg.models.store import format_models, list_models
+
+    typer.echo(format_models(list_models()))
+
+
 @app.command()
 def centerline(
     label: Path = typer.Option(..., "--label", **EXISTING, help="Binary vessel mask (ours, the user's, ImageCAS...)."),
@@ -310,7 +362,8 @@ def centerline(
 
 @app.command("convert-centerline")
 def convert_centerline(
-    src: Path = typer.Argument(..., **EXISTING, help="Input centerline (.vtp or .gml)."),
+    src: Path = typer.Argument(
+        ..., **EXISTING, help="Input centerline (.vtp, .vtk, .gml, .mrk.json or a folder of curves)."),
     dst: Path = typer.Argument(..., help="Output (.vtp, .gml or .mrk.json)."),
     reference: Optional[Path] = typer.Option(
         None, "--reference", **EXISTING,

@@ -35,22 +35,26 @@ def split_cases(run_dir: str | Path | None, data_dir: str | Path, split: str) ->
     splits_file = None if run_dir is None else Path(run_dir) / "splits.json"
     cases = load_dataset(data_dir, splits_file=splits_file if splits_file is not None and splits_file.exists()
                          else None)
-    chosen = [c for c in cases if c.split == split]
+    chosen = cases if split == "all" else [c for c in cases if c.split == split]
     if not chosen:
         raise CorosegError(f"no cases in split '{split}' (found splits: "
                            f"{', '.join(sorted({str(c.split) for c in cases}))})", data_dir)
     return chosen
 
 
-def test_run(run_dir, data_dir: str | Path, out_dir: str | Path, *, split: str = "test",
+def test_run(run_dir, data_dir: str | Path, out_dir: str | Path, *, split: str | None = None,
              centerlines: Sequence[str] = ("auto",), device: str = "auto", save_predictions: bool = True,
              progress: bool = True, tta: bool = False) -> tuple[list[dict], str]:
     """Predict and evaluate ``split`` of ``data_dir`` with the run in ``run_dir``.
 
     Parameters
     ----------
-    run_dir : path or LoadedRun
-        The run folder, or a run already loaded (its ``run_dir`` gives the saved splits).
+    run_dir : path, name or LoadedRun
+        The run folder, an installed model's name, ``"builtin"``, or a run already loaded (its
+        ``run_dir`` gives the saved splits).
+    split : {"train", "val", "test", "all"}, optional
+        Default ``"test"`` for a run folder; ``"all"`` for an installed or built-in model (a
+        model package), which was trained on other data and has no split of this one.
     centerlines : sequence of {"auto", "gt", "none"}
         Prior sources to test (crop models); grid models ignore it and run once.
     tta : bool
@@ -74,8 +78,19 @@ def test_run(run_dir, data_dir: str | Path, out_dir: str | Path, *, split: str =
     run = load(run_dir, dev)
     if not run.config.is_crop:
         centerlines = ("none",)
-    folder = run_dir if isinstance(run_dir, (str, Path)) else getattr(run_dir, "run_dir", None)
+    if isinstance(run_dir, (str, Path)):
+        from coroseg.models.store import resolve_model
+
+        folder = resolve_model(run_dir)
+    else:
+        folder = getattr(run_dir, "run_dir", None)
+    if split is None:
+        split = "all" if folder is not None and (Path(folder) / "model.json").is_file() else "test"
     cases = split_cases(folder, data_dir, split)
+    from coroseg.models.store import model_provenance
+
+    named = model_provenance(folder)
+    named = {"model_name": named["model_name"], "model_sha256": named["model_sha256"][:12]} if named else {}
     rows: list[dict] = []
     # everything is written into a hidden folder and moved into out_dir when every case is done:
     # a bad case (or Ctrl-C) leaves no predictions of the cases before it
@@ -86,12 +101,16 @@ def test_run(run_dir, data_dir: str | Path, out_dir: str | Path, *, split: str =
                 image, label = read_case(case)  # once per case, checked as in training
                 ref = label.array > 0
                 for mode in centerlines:
-                    rows.append(_test_one(run, case, image, label, ref, mode, dev, stage, save_predictions, tta))
+                    rows.append({**_test_one(run, case, image, label, ref, mode, dev, stage, save_predictions, tta),
+                                 **named})
                     bar.update(1)
         finally:
             bar.close()  # before any error line, so the bar does not redraw after it
         write_csv(stage / "metrics.csv", rows)
-        table = results_by_mode(rows, title=f"{run.config.model} on {split} ({len(cases)} cases)")
+        model = run.config.model
+        if named:
+            model = f"{named['model_name']} ({model}, sha256 {named['model_sha256']})"
+        table = results_by_mode(rows, title=f"{model} on {split} ({len(cases)} cases)")
         write_text(stage / "summary.md", table)
     return rows, table
 

@@ -11,7 +11,8 @@ For each scan ``<id>`` the output folder receives, each file written atomically:
     summary.json              one entry per scan: timings, volume, length, branches, source
                               (entries of other scans already in the folder are kept)
 
-``<ext>`` is the input's extension (``.nii.gz`` for a DICOM series).
+``<ext>`` is the input's extension (``.nii.gz`` for a DICOM series), or what ``output_format``
+(``--format``) asks for: ``seg.nrrd`` writes ``<id>_seg.seg.nrrd``, a 3D Slicer segmentation.
 
 A scan's files are written into a hidden folder and moved into place together
 (:func:`coroseg.io.atomic.staged_files`); its entry is then added to ``summary.json`` under a
@@ -33,10 +34,11 @@ import torch
 from coroseg import __version__
 from coroseg.errors import CorosegError, InputError
 from coroseg.infer.outputs import (
+    check_output_format,
     geometry_dict,
     mask_stats,
     mesh_from_mask,
-    output_extension,
+    output_extensions,
     write_centerline_files,
     write_stl,
 )
@@ -45,6 +47,7 @@ from coroseg.infer.postprocess import PostprocessOptions
 from coroseg.io.atomic import locked, staged_files, write_json
 from coroseg.io.centerline import CenterlineGraph
 from coroseg.io.volume import read_volume, write_volume
+from coroseg.models.store import model_provenance
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,7 @@ def predict(
     num_parts: int | None = None,
     part_id: int | None = None,
     tta: bool = False,
+    output_format: str = "input",
 ) -> list[dict]:
     """Segment every scan in ``inputs`` and write the outputs to ``output_dir``.
 
@@ -103,6 +107,9 @@ def predict(
         :func:`select_part`). Under ``torchrun`` each process takes part ``RANK`` of
         ``WORLD_SIZE`` (and GPU ``LOCAL_RANK``). Every part adds its cases to the one
         ``summary.json`` of ``output_dir`` (under a lock), so the parts' summaries merge.
+    output_format : {"input", "nii.gz", "nii", "nrrd", "mha", "seg.nrrd"}
+        ``--format`` of the mask and probability files (:func:`coroseg.infer.outputs.output_extensions`):
+        ``input`` keeps the input's extension; ``seg.nrrd`` writes a 3D Slicer segmentation.
 
     Returns
     -------
@@ -119,6 +126,7 @@ def predict(
 
     if precision not in PRECISIONS:
         raise CorosegError(f"--precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    check_output_format(output_format)
     output_dir = Path(output_dir)
     paths: list[Path] = []
     for p in ([inputs] if isinstance(inputs, (str, Path)) else list(inputs)):
@@ -167,7 +175,7 @@ def predict(
     summaries: list[dict] = []
     failures: list[tuple[Path, str]] = []
     header = {"coroseg_version": __version__, "run": None if run_dir is None else str(run_dir),
-              "model": loaded.config.model, "device": str(dev)}
+              "model": loaded.config.model, **model_provenance(run_dir), "device": str(dev)}
     from tqdm.auto import tqdm
 
     bar = tqdm(paths, desc="predict", unit="scan", disable=not (progress and len(paths) > 1))
@@ -177,7 +185,8 @@ def predict(
                 with staged_files(output_dir) as stage:
                     entry = _predict_one(loaded, path, stage, centerline=centerline, device=dev,
                                          save_prob=save_prob, mesh=mesh, postprocess=postprocess,
-                                         precision=precision, iterate=iterate, batch_size=batch_size, tta=tta)
+                                         precision=precision, iterate=iterate, batch_size=batch_size, tta=tta,
+                                         output_format=output_format)
             except CorosegError as exc:
                 if len(paths) == 1:
                     raise
@@ -266,7 +275,7 @@ def _record_case(output_dir: Path, header: dict, entry: dict) -> None:
 
 def _predict_one(loaded, path: Path, output_dir: Path, *, centerline, device, save_prob: bool, mesh: bool,
                  precision: str, postprocess: PostprocessOptions, iterate: bool, batch_size: int,
-                 tta: bool = False) -> dict:
+                 tta: bool = False, output_format: str = "input") -> dict:
     t0 = time.perf_counter()
     vol = read_volume(path)
     t_read = time.perf_counter() - t0
@@ -274,12 +283,12 @@ def _predict_one(loaded, path: Path, output_dir: Path, *, centerline, device, sa
                           iterate=iterate, batch_size=batch_size, extract_centerline=True, keep_prob=save_prob,
                           precision=precision, tta=tta)
     cid = case_id(path)
-    ext = output_extension(path)
+    ext, prob_ext = output_extensions(path, output_format)
     t0 = time.perf_counter()
     files: dict[str, Path] = {}  # written into the caller's staging folder, moved into place together
     files["seg"] = write_volume(pred.seg, output_dir / f"{cid}_seg{ext}")
     if save_prob:
-        files["prob"] = write_volume(pred.prob, output_dir / f"{cid}_prob{ext}")
+        files["prob"] = write_volume(pred.prob, output_dir / f"{cid}_prob{prob_ext}")
     if pred.graph is not None and len(pred.graph) > 0:
         for p in write_centerline_files(pred.graph, output_dir / f"{cid}_centerline"):
             files["centerline" + "".join(p.suffixes[-2:] if p.name.endswith(".mrk.json") else p.suffixes[-1:])] = p

@@ -67,11 +67,13 @@ class Prediction(NamedTuple):
 
 
 def load(run: Any, device: torch.device):
-    """A loaded run (anything with ``.config``, ``.model``, ``.locator``) from a folder or as is."""
+    """A loaded run (anything with ``.config``, ``.model``, ``.locator``) from a folder, an installed
+    model's name or ``"builtin"`` (:func:`coroseg.models.store.resolve_model`), or as is."""
     if isinstance(run, (str, Path)):
         from coroseg.models.run import load_run
+        from coroseg.models.store import resolve_model
 
-        run = load_run(run, device="cpu")
+        run = load_run(resolve_model(run), device="cpu")
     for name in ("config", "model", "locator"):
         if not hasattr(run, name):
             raise TypeError(f"run must be a run folder or a LoadedRun, got {type(run).__name__}")

@@ -202,12 +202,25 @@ def read_run_config(run_dir: Path) -> dict:
         raise InputError(f"not valid JSON ({exc})", path) from None
 
 
+def _identity_rows(run_dir: Path) -> list[tuple[str, str]]:
+    """The model that produced the report's results: name, version, sha256 of its weights."""
+    from coroseg.models.store import model_provenance
+
+    try:
+        ident = model_provenance(run_dir)
+    except CorosegError:  # an unfinished run without weights yet
+        return []
+    return [("model (name, version, weights sha256)",
+             f"{ident['model_name']}, {ident['model_version']}, {ident['model_sha256'][:12]}")]
+
+
 def config_section(cfg: dict, run_dir: Path) -> str:
     """1. the run configuration table."""
     if not cfg:
         return (f'<section><h2>Run configuration</h2><p class="note">no config.json in '
                 f'<code>{html.escape(str(run_dir))}</code></p></section>')
-    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in _config_rows(cfg))
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>"
+                   for k, v in _identity_rows(run_dir) + _config_rows(cfg))
     return f'<section><h2>Run configuration</h2><table class="kv">{rows}</table></section>'
 
 

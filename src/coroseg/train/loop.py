@@ -127,6 +127,9 @@ def _set_up(phase: Phase, ctx: FitContext, state: TrainState) -> _Fitting:
         return 0.5 * (1.0 + math.cos(math.pi * t))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+    if state.optimizer is None and phase.init_weights is not None:  # fine-tuning: start from the initial model
+        load_weights(net, phase.init_weights)
+        log.info("%s: starting from %s", phase.name, phase.init_weights)
     if state.optimizer is not None:
         load_weights(net, ctx.run_dir / phase.last_file)
         opt.load_state_dict(state.optimizer)

@@ -20,7 +20,7 @@ from coroseg.models.registry import CHANNELS, MAX_CHANNELS, MAX_LEVELS, MAX_PATC
 
 #: keyword arguments of :func:`coroseg.train.train` that have options of their own
 TRAIN_OPTIONS = ("data", "out", "model", "epochs", "batch_size", "attention", "patch_budget", "device", "resume",
-                 "seed", "lr", "val_every", "early_stop", "progress")
+                 "seed", "lr", "val_every", "early_stop", "progress", "init")
 #: longest --set value accepted (a JSON list of a few hundred numbers fits many times over)
 MAX_VALUE_CHARS = 10_000
 #: options older run folders may carry that no longer exist (dropped on resume): they had no effect

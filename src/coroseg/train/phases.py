@@ -47,6 +47,7 @@ class Phase:
     budget: int | None            # total patches (None: epochs x plan size)
     epochs: int
     val_cache: list | None = None    # this rank's ValCase list (scan, label, prior), read at first use
+    init_weights: Path | None = None  # fine-tuning: the initial model's weights for this network
 
     @property
     def val_centerline(self) -> str | None:
@@ -92,6 +93,8 @@ def make_config(spec: dict, spacing, intensity: dict, data_dir: Path, layout: st
             network=network_config({"dims": 3, "in_channels": 1}, channels=opts.locator_channels, num_res_units=1,
                                    norm=opts.norm),
             intensity=intensity, label="coverage")
+    record = train_record(epochs=epochs, batch_size=batch_size, lr=lr, patch_budget=patch_budget, world=world,
+                          device=device, opts=opts, has_locator=locator is not None)
     raw = RunConfig(
         model=spec["name"], dims=spec["dims"], sampler=spec["sampler"], attention=spec["attention"],
         in_channels=spec["in_channels"], patch_size=tuple(spec["patch_size"]),
@@ -99,15 +102,44 @@ def make_config(spec: dict, spacing, intensity: dict, data_dir: Path, layout: st
         attention_cfg=AttentionSettings(mode=opts.attention_mode, dilation_mm=float(opts.attention_dilation_mm),
                                         perturb_in_training=opts.perturb),
         crop=CropSettings(method=opts.crop_method, jitter=opts.crop_jitter), seed=int(seed), status="running",
-        coroseg_version=coroseg.__version__,
-        train={"epochs": epochs, "batch_size": batch_size, "lr": lr, "patch_budget": patch_budget,
-               "world_size": world, "device": device,
-               "loss": "DiceCE" + (f"+{opts.cldice}*clDice" if opts.cldice else ""),
-               "optimizer": "AdamW", "schedule": "warmup+cosine", "options": opts.to_dict(),
-               "phase_order": ["locator", "model"] if locator is not None else ["model"]},
-        data={"root": str(data_dir), "layout": layout})
+        coroseg_version=coroseg.__version__, train=record, data={"root": str(data_dir), "layout": layout})
     return RunConfig.from_dict(raw.to_dict())  # checked (and typed) as every reader will see it
 
+
+def train_record(*, epochs: int, batch_size: int, lr: float, patch_budget: int | None, world: int, device: str,
+                 opts: TrainOptions, has_locator: bool, init: dict | None = None) -> dict:
+    """``config.json``'s ``train`` block: how the run was trained (``--resume`` reads it back)."""
+    record = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "patch_budget": patch_budget,
+              "world_size": world, "device": device,
+              "loss": "DiceCE" + (f"+{opts.cldice}*clDice" if opts.cldice else ""),
+              "optimizer": "AdamW", "schedule": "warmup+cosine", "options": opts.to_dict(),
+              "phase_order": ["locator", "model"] if has_locator else ["model"]}
+    if init is not None:
+        record["init"] = init
+    return record
+
+
+#: what a fine-tuned run takes from its initial model (everything that shapes the network or
+#: its input); the data, splits, budget, learning rate, augmentation and every other training
+#: option come from the new run
+FROM_INITIAL_MODEL = ("network", "patch_size", "spacing", "intensity", "attention_cfg", "crop", "locator")
+
+
+def fine_tune_config(base: RunConfig, *, model: str, attention: bool, data_dir: Path, layout: str, seed: int,
+                     record: dict) -> RunConfig:
+    """The config of a run that starts from ``base``'s weights (``coroseg train --init``).
+
+    Keeps :data:`FROM_INITIAL_MODEL` of ``base``; refuses another architecture in one line.
+    """
+    def name(arch: str, with_attention: bool) -> str:
+        return arch + (" without attention" if arch.endswith("_crop") and not with_attention else "")
+
+    wanted = attention and model.endswith("_crop")
+    if base.model != model or base.attention != wanted:
+        raise CorosegError(f"--init: the initial model is a {name(base.model, base.attention)}; it cannot start a "
+                           f"{name(model, wanted)} (--model, --no-attention)")
+    return base.replace(status="running", seed=int(seed), coroseg_version=coroseg.__version__, train=record,
+                        data={"root": str(data_dir), "layout": layout})
 
 def attention_input(opts: TrainOptions) -> AttentionInput:
     """The attention-channel settings PatchDataset takes, from the training options."""
@@ -117,7 +149,7 @@ def attention_input(opts: TrainOptions) -> AttentionInput:
 
 
 def main_phase(config: RunConfig, tr: list[PreparedCase], val_cases: Sequence[Case], seed: int, epochs: int,
-               patch_budget: int | None, opts: TrainOptions) -> Phase:
+               patch_budget: int | None, opts: TrainOptions, init_dir: Path | None = None) -> Phase:
     patch = list(config.patch_size)
     att = attention_input(opts) if config.attention else None
     if config.is_crop:
@@ -132,11 +164,12 @@ def main_phase(config: RunConfig, tr: list[PreparedCase], val_cases: Sequence[Ca
             return grid_plan(tr, patch, samples_per_case=opts.samples_per_case, seed=seed, epoch=epoch,
                              fg_fraction=opts.fg_fraction)
     return Phase("model", config.network, config, tr, list(val_cases), plan, att, "model.safetensors",
-                 "last.safetensors", patch_budget, epochs)
+                 "last.safetensors", patch_budget, epochs,
+                 init_weights=None if init_dir is None else init_dir / "model.safetensors")
 
 
 def locator_phase(config: RunConfig, train_cases: Sequence[Case], val_cases: Sequence[Case], seed: int, epochs: int,
-                  patch_budget: int | None, opts: TrainOptions) -> Phase:
+                  patch_budget: int | None, opts: TrainOptions, init_dir: Path | None = None) -> Phase:
     loc = config.locator
     if loc is None:
         raise CorosegError("this run has no locator to train (config 'locator' is null)")
@@ -147,7 +180,9 @@ def locator_phase(config: RunConfig, train_cases: Sequence[Case], val_cases: Seq
                          epoch=epoch, fg_fraction=opts.fg_fraction)
     budget = opts.locator_budget if opts.locator_budget is not None else patch_budget
     return Phase("locator", loc.network, loc, tr, list(val_cases), plan, None, loc.weights,
-                 "locator_last.safetensors", budget, epochs)
+                 "locator_last.safetensors", budget, epochs,
+                 init_weights=None if init_dir is None else init_dir / loc.weights)
 
 
-__all__ = ["Phase", "make_config", "model_spacing", "attention_input", "main_phase", "locator_phase"]
+__all__ = ["Phase", "make_config", "model_spacing", "attention_input", "main_phase", "locator_phase", "train_record",
+           "fine_tune_config", "FROM_INITIAL_MODEL"]

@@ -28,25 +28,36 @@ import coroseg
 from coroseg.data.cache import case_statistics, prepare_cases
 from coroseg.data.layouts import discover_cases, load_dataset
 from coroseg.errors import CorosegError
-from coroseg.io.atomic import write_json
+from coroseg.io.atomic import atomic_path, write_json
 from coroseg.models.registry import model_spec
 from coroseg.models.run import read_config, write_config
 from coroseg.train import distributed as D
 from coroseg.train.loop import FitContext, TrainingInterrupted, fit, forward_loss, optimizer_step
 from coroseg.train.options import DEFAULTS, REMOVED_OPTIONS, TrainOptions
-from coroseg.train.phases import attention_input, locator_phase, main_phase, make_config, model_spacing
+from coroseg.train.phases import (
+    FROM_INITIAL_MODEL,
+    attention_input,
+    fine_tune_config,
+    locator_phase,
+    main_phase,
+    make_config,
+    model_spacing,
+    train_record,
+)
 from coroseg.train.state import TrainState
 
 log = logging.getLogger("coroseg.train")
 
 #: epochs when neither the command nor a resumed run says
 DEFAULT_EPOCHS = 100
+#: where a fine-tuned run keeps the weights it started from
+INIT_FOLDER = "init"
 
 
 def train(data_dir: str | Path, out_dir: str | Path, *, model: str = "unet3d_crop", epochs: int | None = None,
           batch_size: int = 2, attention: bool = True, patch_budget: int | None = None, device: str = "auto",
           resume: bool = False, seed: int = 0, val_every: int = 1, early_stop: int | None = 20, lr: float = 1e-3,
-          progress: bool = True, **overrides) -> Path:
+          progress: bool = True, init: str | Path | None = None, **overrides) -> Path:
     """Train ``model`` on the dataset at ``data_dir``; write the run folder ``out_dir``.
 
     Parameters
@@ -83,6 +94,13 @@ def train(data_dir: str | Path, out_dir: str | Path, *, model: str = "unet3d_cro
         Peak AdamW learning rate.
     progress : bool
         Show a tqdm bar (rank 0).
+    init : str or path, optional
+        Fine-tune: start from this model's weights (``"builtin"``, an installed model's name or
+        a run folder). The network, grid (spacing, patch size), intensity normalisation,
+        attention, crop and locator settings come from it
+        (:data:`~coroseg.train.phases.FROM_INITIAL_MODEL`); the data, splits, budget, learning
+        rate, augmentation and the other training options from this call. Its weights are
+        copied into the run folder (``init/``), so the run never depends on it again.
     **overrides
         Any field of :class:`~coroseg.train.options.TrainOptions` (:data:`DEFAULTS`).
 
@@ -110,7 +128,7 @@ def train(data_dir: str | Path, out_dir: str | Path, *, model: str = "unet3d_cro
         with _sigint_flag() as interrupted:
             _train(Path(data_dir), run_dir, info, interrupted, model=model, epochs=epochs, batch_size=batch_size,
                    attention=attention, patch_budget=patch_budget, resume=resume, seed=seed, val_every=val_every,
-                   early_stop=early_stop, lr=lr, progress=progress, opts=opts)
+                   early_stop=early_stop, lr=lr, progress=progress, opts=opts, init=init)
         D.barrier(info)
         return run_dir
     except Exception as exc:
@@ -179,9 +197,11 @@ def _sigint_flag():
 
 def _train(data_dir: Path, run_dir: Path, info: D.DistInfo, interrupted: list, *, model: str, epochs: int | None,
            batch_size: int, attention: bool, patch_budget: int | None, resume: bool, seed: int, val_every: int,
-           early_stop: int | None, lr: float, progress: bool, opts: TrainOptions) -> None:
+           early_stop: int | None, lr: float, progress: bool, opts: TrainOptions, init=None) -> None:
     state = None
     config = None
+    if resume and init is not None:
+        raise CorosegError("--init starts a new run from a model; --resume continues this one: give one of them")
     if resume:
         config = read_config(run_dir)
         if config.model != model:
@@ -204,7 +224,12 @@ def _train(data_dir: Path, run_dir: Path, info: D.DistInfo, interrupted: list, *
     if info.is_main and not splits_file.exists():
         write_json(splits_file, {s: [c.case_id for c in cases if c.split == s] for s in ("train", "val", "test")})
 
-    if config is None:
+    if config is None and init is not None:
+        config = _fine_tune(init, run_dir, info, model=model, attention=attention, data_dir=data_dir, layout=layout,
+                            seed=seed, record=train_record(epochs=epochs, batch_size=batch_size, lr=lr,
+                                                           patch_budget=patch_budget, world=info.world,
+                                                           device=info.device.type, opts=opts, has_locator=False))
+    elif config is None:
         spec = model_spec(model, attention=attention)
         if opts.patch_size is not None:
             spec["patch_size"] = [int(v) for v in opts.patch_size]
@@ -220,9 +245,10 @@ def _train(data_dir: Path, run_dir: Path, info: D.DistInfo, interrupted: list, *
 
     tr = prepare_cases(train_cases, config.spacing, config.intensity, centerline=config.is_crop)
     torch.manual_seed(seed)
-    phases = {"model": main_phase(config, tr, val_cases, seed, epochs, patch_budget, opts)}
+    init_dir = run_dir / INIT_FOLDER if "init" in config.train else None
+    phases = {"model": main_phase(config, tr, val_cases, seed, epochs, patch_budget, opts, init_dir)}
     if config.locator is not None:
-        phases["locator"] = locator_phase(config, train_cases, val_cases, seed, epochs, patch_budget, opts)
+        phases["locator"] = locator_phase(config, train_cases, val_cases, seed, epochs, patch_budget, opts, init_dir)
     # the locator trains first, so the crop model is validated with the centerline predict will use
     # (runs written before this order was introduced resume in their own order)
     order = [phases[name] for name in config.train["phase_order"] if name in phases]
@@ -240,6 +266,29 @@ def _train(data_dir: Path, run_dir: Path, info: D.DistInfo, interrupted: list, *
         write_config(run_dir, config.replace(status="complete"))
         log.info("done: run folder %s", run_dir)
 
+
+def _fine_tune(init, run_dir: Path, info: D.DistInfo, *, model: str, attention: bool, data_dir: Path, layout: str,
+               seed: int, record: dict):
+    """The config of a run started from ``init``'s weights, which are copied into ``run_dir/init/``."""
+    from coroseg.models.store import model_identity, resolve_model
+
+    source = resolve_model(init)
+    base = read_config(source)
+    files = ["model.safetensors"] + ([base.locator.weights] if base.locator is not None else [])
+    record = {**record, "phase_order": ["locator", "model"] if base.locator is not None else ["model"],
+              "init": {"from": str(init), **model_identity(source), "kept": list(FROM_INITIAL_MODEL)}}
+    config = fine_tune_config(base, model=model, attention=attention, data_dir=data_dir, layout=layout, seed=seed,
+                              record=record)
+    if info.is_main:
+        (run_dir / INIT_FOLDER).mkdir(parents=True, exist_ok=True)
+        for name in files:
+            with atomic_path(run_dir / INIT_FOLDER / name) as tmp:
+                shutil.copyfile(source / name, tmp)
+        write_config(run_dir, config)
+    D.barrier(info)
+    log.info("fine-tuning from %s (%s): %s from the initial model, everything else from this run", init, source,
+             ", ".join(FROM_INITIAL_MODEL))
+    return config
 
 __all__ = ["train", "DEFAULTS", "DEFAULT_EPOCHS", "TrainingInterrupted", "forward_loss", "optimizer_step",
            "attention_input"]
