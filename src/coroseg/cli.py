@@ -124,6 +124,10 @@ def train(
                        patch_budget=patch_budget, device=device.value, resume=resume, seed=seed, lr=lr,
                        val_every=val_every, early_stop=early_stop or None, progress=progress, init=init,
                        **parse_overrides(overrides, own_options=TRAIN_OPTIONS))
+    from coroseg.models.run import read_config
+
+    for phase, why in read_config(run_dir).train.get("stopped", {}).items():
+        typer.echo(f"{phase}: {why}")
     typer.echo(f"run folder: {run_dir}")
 
 

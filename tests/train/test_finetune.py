@@ -1,4 +1,4 @@
-"""Fine-tuning (``train(init=...)`` / ``coroseg train --init``): known answers on tiny tube phantoms."""
+"""Fine-tuning (``train(init=...)``, ``coroseg train --init``) and why a run stopped: tiny tube phantoms."""
 
 from __future__ import annotations
 
@@ -52,3 +52,10 @@ def test_an_incompatible_architecture_and_resume_are_refused(tiny_data, trained,
     with pytest.raises(CorosegError, match="neither a run folder nor an installed model"):
         train(tiny_data, tmp_path / "y", epochs=1, init=str(tmp_path / "nowhere"), **GRID)
     assert json.loads((trained / "config.json").read_text())["status"] == "complete"
+
+
+def test_why_training_stopped_is_kept_in_the_run_folder(tiny_data, trained, tmp_path):
+    # the fixture's run: 6 planned epochs, no budget
+    assert read_config(trained).train["stopped"] == {"model": "all 6 epochs done"}
+    run = train(tiny_data, tmp_path / "b", patch_budget=10, **GRID)
+    assert read_config(run).train["stopped"] == {"model": "patch budget reached (10 patches)"}

@@ -95,7 +95,8 @@ def test_run(run_dir, data_dir: str | Path, out_dir: str | Path, *, split: str |
     # everything is written into a hidden folder and moved into out_dir when every case is done:
     # a bad case (or Ctrl-C) leaves no predictions of the cases before it
     with staged_files(out_dir) as stage:
-        bar = tqdm(total=len(cases) * len(centerlines), desc=f"test {split}", unit="case", disable=not progress)
+        bar = tqdm(total=len(cases) * len(centerlines), desc=f"test {split}", unit="case",
+                   disable=None if progress else True)  # None: off when stderr is no TTY
         try:
             for case in cases:
                 image, label = read_case(case)  # once per case, checked as in training

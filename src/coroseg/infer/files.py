@@ -178,7 +178,7 @@ def predict(
               "model": loaded.config.model, **model_provenance(run_dir), "device": str(dev)}
     from tqdm.auto import tqdm
 
-    bar = tqdm(paths, desc="predict", unit="scan", disable=not (progress and len(paths) > 1))
+    bar = tqdm(paths, desc="predict", unit="scan", disable=None if (progress and len(paths) > 1) else True)
     try:
         for path in bar:
             try:

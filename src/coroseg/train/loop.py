@@ -72,8 +72,12 @@ class _Fitting:
     plan_size: int
 
 
-def fit(phase: Phase, ctx: FitContext, state: TrainState) -> TrainState:
-    """Train ``phase`` from ``state`` (fresh or resumed) to its end; return the state it ends in."""
+def fit(phase: Phase, ctx: FitContext, state: TrainState) -> tuple[TrainState, str]:
+    """Train ``phase`` from ``state`` (fresh or resumed) to its end.
+
+    Returns the state it ends in and why it stopped (early stopping, its patch budget or its
+    epochs), the line ``config.json`` keeps under ``train.stopped``.
+    """
     from monai.losses import DiceCELoss, SoftclDiceLoss
 
     info, opts = ctx.info, ctx.opts
@@ -86,6 +90,8 @@ def fit(phase: Phase, ctx: FitContext, state: TrainState) -> TrainState:
     if workers is None:
         workers = 0 if info.device.type == "cpu" else min(8, max(1, (os.cpu_count() or 2) // info.world))
     run.net.train()
+    reason = (f"patch budget reached ({phase.budget} patches)" if phase.budget is not None
+              else f"all {len(run.steps)} epochs done")
     while state.epoch < len(run.steps):
         losses, seen, secs, stopped = _train_epoch(phase, ctx, state, run, loss_fn, cl_fn, amp, augment, workers)
         if stopped:
@@ -94,11 +100,14 @@ def fit(phase: Phase, ctx: FitContext, state: TrainState) -> TrainState:
             raise TrainingInterrupted(f"interrupted at {phase.name} epoch {state.epoch + 1} step "
                                       f"{state.step_in_epoch}; state saved, continue with --resume", ctx.run_dir)
         if _end_epoch(phase, ctx, state, run, losses, seen, secs):
+            reason = (f"early stop at epoch {state.epoch}: no improvement in {ctx.early_stop} validations "
+                      f"(best Dice {state.best:.4f} at epoch {state.best_epoch})")
             break
     if info.is_main and not (ctx.run_dir / phase.best_file).exists():
         save_weights(run.net, ctx.run_dir / phase.best_file, ctx.config)
     D.barrier(info)
-    return state
+    log.info("%s: %s", phase.name, reason)
+    return state, reason
 
 
 def _set_up(phase: Phase, ctx: FitContext, state: TrainState) -> _Fitting:
@@ -161,7 +170,8 @@ def _train_epoch(phase: Phase, ctx: FitContext, state: TrainState, run: _Fitting
     state.epoch_losses = []
     seen, t0 = 0, time.perf_counter()
     bar = tqdm(total=run.steps[epoch], initial=skip, desc=f"{phase.name} {epoch + 1}/{len(run.steps)}", unit="step",
-               disable=not (ctx.progress and info.is_main), leave=False, dynamic_ncols=True)
+               disable=None if (ctx.progress and info.is_main) else True,  # None: off when stderr is no TTY
+               leave=False, dynamic_ncols=True)
     try:
         for batch in loader:
             x = batch["image"].to(dev, non_blocking=True)

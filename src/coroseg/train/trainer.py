@@ -255,8 +255,12 @@ def _train(data_dir: Path, run_dir: Path, info: D.DistInfo, interrupted: list, *
     start = 0 if state is None else [p.name for p in order].index(state.phase)
     state = TrainState(order[start].name) if state is None else state
     ctx = FitContext(run_dir, info, interrupted, config, opts, seed, batch_size, lr, val_every, early_stop, progress)
+    stopped = dict(config.train.get("stopped", {}))  # a resumed run keeps what earlier phases said
     for n, phase in enumerate(order[start:], start):
-        state = fit(phase, ctx, state)
+        state, stopped[phase.name] = fit(phase, ctx, state)
+        config = config.replace(train={**config.train, "stopped": dict(stopped)})
+        if info.is_main:  # kept at once: a run resumed in its next phase still says why this one ended
+            write_config(run_dir, config)
         if n + 1 < len(order):  # the next phase starts from scratch, also on resume
             state = state.next_phase(order[n + 1].name)
             if info.is_main:
