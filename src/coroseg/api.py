@@ -45,8 +45,9 @@ class Predictor:
 
     Parameters
     ----------
-    model : path or LoadedRun
-        A run folder written by ``coroseg train`` (or one loaded with :func:`coroseg.models.load_run`).
+    model : path, name or LoadedRun
+        A run folder written by ``coroseg train``, an installed model's name, ``"builtin"`` (the
+        default: the model shipped with coroseg), or a run loaded with :func:`coroseg.models.load_run`.
     device : {"auto", "cpu", "cuda"}
     centerline : "auto", "none", path or CenterlineGraph
         The prior of crop models (``auto``: the run's locator); see :func:`coroseg.infer.predict_volume`.
@@ -59,7 +60,7 @@ class Predictor:
         Test-time mirroring (4x the time; see :func:`coroseg.infer.predict_volume`).
     """
 
-    def __init__(self, model: Any, *, device: str = "auto", centerline: Any = "auto",
+    def __init__(self, model: Any = "builtin", *, device: str = "auto", centerline: Any = "auto",
                  postprocess: PostprocessOptions = PostprocessOptions(), iterate: bool = True,
                  precision: str = "auto", batch_size: int = 4, tta: bool = False):
         from coroseg.infer.pipeline import load, resolve_device
@@ -126,19 +127,18 @@ class Predictor:
                       centerline=pred.graph, summary=summary)
 
 
-def predict(image: Any, model: Any = None, output: str | Path | None = None, *, device: str = "auto",
-            centerline: Any = "auto", save_prob: bool = False, mesh: bool = False, **options) -> Result | list[Result]:
+def predict(image: Any, model: Any = "builtin", output: str | Path | None = None, *, device: str = "auto",
+            centerline: Any = "auto", save_prob: bool = False, mesh: bool = False, output_format: str = "input",
+            **options) -> Result | list[Result]:
     """Segment the coronary arteries of ``image`` with ``model``; see the module docstring.
 
-    ``options`` are those of :class:`Predictor` (``postprocess``, ``iterate``, ``precision``,
-    ``batch_size``). For many scans build a :class:`Predictor` once instead (the weights are
-    read at every call here).
+    ``model``: a run folder, an installed model's name or ``"builtin"`` (the default: the
+    phantom-trained model shipped with coroseg, ``docs/model-card.md``). ``options`` are those
+    of :class:`Predictor` (``postprocess``, ``iterate``, ``precision``, ``batch_size``, ``tta``).
+    For many scans build a :class:`Predictor` once instead (the weights are read at every call here).
     """
-    if model is None:
-        raise CorosegError("no model given: pass model=<run folder written by 'coroseg train'> "
-                           "(coroseg does not ship a built-in model yet)")
     predictor = Predictor(model, device=device, centerline=centerline, **options)
-    return predictor(image, output, save_prob=save_prob, mesh=mesh)
+    return predictor(image, output, save_prob=save_prob, mesh=mesh, output_format=output_format)
 
 
 def _as_volume(image: Any):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,9 @@ def test_export_layout_and_dataset_json(tmp_path):
              make(tmp_path, "Normal_3", "test"), make(tmp_path, "Diseased_1", "test", label=False)]
     root = export_nnunet(cases, tmp_path / "raw", progress=False)
     assert root == tmp_path / "raw" / "Dataset501_Coronary"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert root.stat().st_mode & 0o777 == 0o777 & ~umask  # staged in a private temp folder, published as usual
     files = sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
     assert files == ["dataset.json", "imagesTr/Normal_1_0000.nii.gz", "imagesTr/Normal_2_0000.nii.gz",
                      "imagesTs/Diseased_1_0000.nii.gz", "imagesTs/Normal_3_0000.nii.gz",

@@ -50,6 +50,12 @@ def test_sitk_in_sitk_out_on_the_same_grid(fake_run, phantom):
     assert res.summary["centerline_source"] == "auto" and res.summary["n_crops"] > 0
 
 
+def test_without_a_model_the_builtin_one_segments(phantom):
+    image, _, _ = phantom
+    res = coroseg.predict(image, device="cpu")
+    assert isinstance(res.seg, Volume) and res.seg.same_grid(image) and res.summary["model"] == "unet3d_crop"
+
+
 def test_volume_in_volume_out(fake_run, phantom):
     image, _, _ = phantom
     res = coroseg.Predictor(fake_run("unet3d_grid"), device="cpu")(image)
@@ -79,8 +85,8 @@ def test_a_folder_gives_one_result_per_scan(tmp_path, fake_run, phantom):
 
 def test_api_errors_are_one_line(tmp_path, fake_run, phantom):
     image, _, _ = phantom
-    with pytest.raises(CorosegError, match="no model given"):
-        coroseg.predict(image)
+    with pytest.raises(CorosegError, match="neither a run folder nor an installed model"):
+        coroseg.predict(image, model=str(tmp_path / "no_such_run"))
     with pytest.raises(CorosegError, match="needs an output folder"):
         coroseg.predict(write_volume(image, tmp_path / "s.nrrd"), model=fake_run("unet3d_grid"), device="cpu")
     with pytest.raises(CorosegError, match="must be a path, a SimpleITK image or a coroseg Volume, found ndarray"):

@@ -36,8 +36,6 @@ from coroseg.io.volume import strip_extension, volume_extension
 
 SPLITS = ("train", "val", "test")
 GROUPS = ("Normal", "Diseased")
-#: centerline files of ``Centerlines/``, preferred in this order (.vtp: the ASOCA format)
-CENTERLINE_EXTENSIONS = (".vtp", ".vtk", ".gml", ".mrk.json")
 #: the prior work's HCATNetwork graphs, beside ``CTCA/``; ``<id>.GML``, else ``<id>_0.5mm.GML``
 GRAPH_FOLDER = "Centerlines_graphs"
 GRAPH_SUFFIXES = ("", "_0.5mm")
@@ -104,18 +102,19 @@ def _centerlines(folder: Path) -> dict[str, Path]:
     """``{case id: centerline}`` of a ``Centerlines/`` folder (see the module docstring)."""
     if not folder.is_dir():
         return {}
+    from coroseg.io.centerline_files import READ_EXTENSIONS, centerline_extension
     from coroseg.io.slicer import markups_files
 
+    # preferred in READ_EXTENSIONS' order (.vtp: the ASOCA format), then a folder of curves
     best: dict[str, tuple[int, Path]] = {}
     for p in sorted(folder.iterdir()):
         if p.name.startswith("."):
             continue
-        name = p.name.lower()
         if p.is_dir():
-            rank, cid = (len(CENTERLINE_EXTENSIONS), p.name) if markups_files(p) else (None, "")
+            rank, cid = (len(READ_EXTENSIONS), p.name) if markups_files(p) else (None, "")
         else:
-            ext = next((e for e in CENTERLINE_EXTENSIONS if name.endswith(e)), None)
-            rank, cid = (None, "") if ext is None else (CENTERLINE_EXTENSIONS.index(ext), p.name[: -len(ext)])
+            ext = centerline_extension(p)
+            rank, cid = (None, "") if ext is None else (READ_EXTENSIONS.index(ext), p.name[: -len(ext)])
         if rank is not None and (cid not in best or rank < best[cid][0]):
             best[cid] = (rank, p)
     return {cid: p for cid, (_, p) in best.items()}

@@ -13,14 +13,16 @@ from pathlib import Path
 from coroseg.errors import CorosegError
 
 
-def _file_mode() -> int:
-    # mkstemp creates 0600 files; outputs should follow the user's umask like any other file
+def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
-    return 0o666 & ~mask
+    return mask
 
 
-_MODE = _file_mode()
+# mkstemp / mkdtemp create private files (0600) and folders (0700); outputs should follow the
+# user's umask like any other file or folder
+_MODE = 0o666 & ~_umask()
+_FOLDER_MODE = 0o777 & ~_umask()
 
 
 def _suffixes(path: Path) -> str:
@@ -123,6 +125,7 @@ def staged_folder(target: str | Path) -> Iterator[Path]:
     """
     target = Path(target)
     tmp = _temp_dir(target.parent, f".{target.name}.partial-")
+    os.chmod(tmp, _FOLDER_MODE)
     old = None
     try:
         yield tmp

@@ -34,7 +34,6 @@ from pathlib import Path
 import numpy as np
 
 from coroseg.errors import CorosegError, InputError
-from coroseg.io.atomic import atomic_path
 from coroseg.io.volume import Volume
 
 SEG_NRRD = ".seg.nrrd"
@@ -131,7 +130,6 @@ def write_segmentation(mask: Volume, path: str | Path, *, segments: tuple[Segmen
     CorosegError
         The mask holds values that are no segment's label value (or non-integer values).
     """
-    import SimpleITK as sitk
 
     path = Path(path)
     arr = np.asarray(mask.array)
@@ -146,12 +144,9 @@ def write_segmentation(mask: Volume, path: str | Path, *, segments: tuple[Segmen
     img = mask.with_array(arr.astype(np.uint8), is_label=True).to_sitk()
     for key, value in segmentation_metadata(arr, segments).items():
         img.SetMetaData(key, value)
-    with atomic_path(path) as tmp:
-        try:
-            sitk.WriteImage(img, str(tmp), useCompression=compress)
-        except RuntimeError as exc:
-            raise CorosegError(f"cannot write image ({str(exc).strip().splitlines()[-1][:200]})", path) from None
-    return path
+    from coroseg.io.volume import write_image
+
+    return write_image(img, path, compress=compress)
 
 
 def read_segment_metadata(path: str | Path) -> list[dict[str, str]]:

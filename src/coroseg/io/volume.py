@@ -388,6 +388,11 @@ def write_volume(vol: Volume, path: str | Path, *, compress: bool = True) -> Pat
     if ext == ".mhd":
         _write_mhd(img, path, compress)
         return path
+    return write_image(img, path, compress=compress)
+
+
+def write_image(img: sitk.Image, path: Path, *, compress: bool = True) -> Path:
+    """Write a SimpleITK image (metadata included) to ``path`` atomically; ITK's failure as one line."""
     with atomic_path(path) as tmp:
         try:
             sitk.WriteImage(img, str(tmp), useCompression=compress)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-import os
 import re
 import zipfile
 import zlib
@@ -23,7 +22,6 @@ from coroseg.models.config import ConfigError, RunConfig
 from coroseg.models.run import load_run, read_config, read_weights
 from coroseg.models.store import (
     _CHUNK,
-    _FOLDER_MODE,
     FORMAT,
     FORMAT_VERSION,
     FP16_MAX,
@@ -160,7 +158,6 @@ def install_model(zip_path: str | Path, *, name: str | None = None, force: bool 
         if missing:
             raise InputError(f"package lacks {missing[0]} (config.json names it)", zip_path)
         with staged_folder(target) as tmp:
-            os.chmod(tmp, _FOLDER_MODE)  # mkdtemp makes it private; an installed model follows the umask
             (tmp / "config.json").write_bytes(config)
             for weights in _weight_files(cfg):
                 digest = _extract(zf, infos[weights], tmp / weights, zip_path)

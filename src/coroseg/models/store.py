@@ -55,15 +55,6 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 1 << 20
 
 
-def _folder_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o777 & ~mask
-
-
-_FOLDER_MODE = _folder_mode()
-
-
 def models_home() -> Path:
     """The folder installed models live in: ``$COROSEG_HOME/models`` when set, else the user data folder.
 

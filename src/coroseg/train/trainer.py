@@ -226,9 +226,9 @@ def _train(data_dir: Path, run_dir: Path, info: D.DistInfo, interrupted: list, *
 
     if config is None and init is not None:
         config = _fine_tune(init, run_dir, info, model=model, attention=attention, data_dir=data_dir, layout=layout,
-                            seed=seed, record=train_record(epochs=epochs, batch_size=batch_size, lr=lr,
-                                                           patch_budget=patch_budget, world=info.world,
-                                                           device=info.device.type, opts=opts, has_locator=False))
+                            seed=seed, record=dict(epochs=epochs, batch_size=batch_size, lr=lr,
+                                                   patch_budget=patch_budget, world=info.world,
+                                                   device=info.device.type, opts=opts))
     elif config is None:
         spec = model_spec(model, attention=attention)
         if opts.patch_size is not None:
@@ -273,16 +273,18 @@ def _train(data_dir: Path, run_dir: Path, info: D.DistInfo, interrupted: list, *
 
 def _fine_tune(init, run_dir: Path, info: D.DistInfo, *, model: str, attention: bool, data_dir: Path, layout: str,
                seed: int, record: dict):
-    """The config of a run started from ``init``'s weights, which are copied into ``run_dir/init/``."""
+    """The config of a run started from ``init``'s weights, which are copied into ``run_dir/init/``.
+
+    ``record``: the keyword arguments of :func:`~coroseg.train.phases.train_record` but the locator's.
+    """
     from coroseg.models.store import model_identity, resolve_model
 
     source = resolve_model(init)
     base = read_config(source)
     files = ["model.safetensors"] + ([base.locator.weights] if base.locator is not None else [])
-    record = {**record, "phase_order": ["locator", "model"] if base.locator is not None else ["model"],
-              "init": {"from": str(init), **model_identity(source), "kept": list(FROM_INITIAL_MODEL)}}
+    init_record = {"from": str(init), **model_identity(source), "kept": list(FROM_INITIAL_MODEL)}
     config = fine_tune_config(base, model=model, attention=attention, data_dir=data_dir, layout=layout, seed=seed,
-                              record=record)
+                              record=train_record(**record, has_locator=base.locator is not None, init=init_record))
     if info.is_main:
         (run_dir / INIT_FOLDER).mkdir(parents=True, exist_ok=True)
         for name in files:
