@@ -28,6 +28,7 @@ cores); its Dice is low, the timings are what this measures.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import multiprocessing as mp
@@ -45,6 +46,12 @@ from coroseg.eval.metrics import dice
 
 
 def _peak_rss_mb() -> float:
+    """This process's peak resident memory. ``VmHWM`` rather than ``ru_maxrss``: Linux carries
+    ``ru_maxrss`` over fork + exec, so a child would report at least its parent's peak."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0  # KiB
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
@@ -57,7 +64,7 @@ def _preimport() -> None:
     import coroseg.infer  # noqa: F401
 
 
-def run_ours(run_dir: str, image: str, label: str, out: str, device: str, precision: str, q) -> None:
+def run_ours(run_dir: str, image: str, label: str, out: str, device: str, precision: str, q, tta: bool = False) -> None:
     _preimport()
     import torch
 
@@ -70,7 +77,7 @@ def run_ours(run_dir: str, image: str, label: str, out: str, device: str, precis
     t_load = time.perf_counter() - t
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    [s] = predict(run, image, out, device=device, progress=False, precision=precision)
+    [s] = predict(run, image, out, device=device, progress=False, precision=precision, tta=tta)
     wall = time.perf_counter() - t
     s["timings_s"]["load_model"] = t_load
     s["timings_s"]["total"] += t_load
@@ -141,12 +148,24 @@ def run_baseline(run_dir: str, image: str, label: str, out: str, device: str, pr
            "crops": None, "source": "none (whole volume)"})
 
 
-def _in_process(fn, *args) -> dict:
+def _in_process(fn, *args, **kwargs) -> dict:
+    """``fn(*args, queue, **kwargs)`` in a fresh process (its own peak memory); what it puts on the queue.
+
+    A child that dies without answering (a crash, out of memory) raises instead of waiting for ever.
+    """
+    import queue
+
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=fn, args=(*args, q))
+    p = ctx.Process(target=fn, args=(*args, q), kwargs=kwargs)
     p.start()
-    res = q.get()
+    while True:
+        try:
+            res = q.get(timeout=1.0)
+            break
+        except queue.Empty:
+            if not p.is_alive():
+                raise RuntimeError(f"{fn.__name__} exited with code {p.exitcode} without a result") from None
     p.join()
     return res
 

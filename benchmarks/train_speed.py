@@ -44,9 +44,11 @@ def measure(sampler: str, cases, args, dev) -> dict:
     from coroseg.data.augment import build_augmentation
     from coroseg.data.sampling import PatchDataset, crop_centres_for_case, crop_plan, grid_plan
     from coroseg.models.registry import build_network, model_spec, n_parameters, network_config
+    from coroseg.train.loader import default_workers, make_loader
     from coroseg.train.loop import forward_loss, optimizer_step
     from coroseg.train.options import DEFAULTS, TrainOptions
     from coroseg.train.phases import attention_input
+    from coroseg.train.precision import autocast_dtype
 
     patch = [args.patch] * 3
     spec = model_spec(f"unet3d_{sampler}")
@@ -55,7 +57,7 @@ def measure(sampler: str, cases, args, dev) -> dict:
     net = build_network(net_cfg).to(dev).train()
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
-    amp = dev.type == "cuda"
+    dtype = autocast_dtype("auto", dev)  # bf16 on CUDA, as the trainer
     attention = attention_input(TrainOptions()) if spec["attention"] else None
     n_items = (args.steps + args.warmup) * args.batch_size
     if sampler == "crop":
@@ -73,17 +75,18 @@ def measure(sampler: str, cases, args, dev) -> dict:
             epoch += 1
     items = items[:n_items]
     augment = build_augmentation(3, strength=args.augment, prior=attention is not None)
-    workers = args.workers if args.workers is not None else (0 if dev.type == "cpu" else min(8, os.cpu_count() or 2))
+    workers = args.workers if args.workers is not None else default_workers(dev, 1, os.cpu_count())
 
-    def loader():
-        ds = PatchDataset(cases, items, patch, 3, attention=attention, augment=augment, seed=0, epoch=0)
-        return torch.utils.data.DataLoader(ds, batch_size=args.batch_size, shuffle=False, num_workers=workers,
-                                           pin_memory=dev.type == "cuda")
+    def loader():  # the trainer's loader (persistent workers, pinned memory on CUDA)
+        ds = PatchDataset(cases, [], patch, 3, attention=attention, augment=augment, seed=0)
+        dl, sampler = make_loader(ds, batch_size=args.batch_size, device=dev, workers=workers, seed=0)
+        sampler.set_epoch(0, items)
+        return dl
 
     def step(batch) -> None:
         x = batch["image"].to(dev, non_blocking=True)
         y = batch["label"].to(dev, non_blocking=True)
-        loss = forward_loss(net, x, y, loss_fn, amp=amp)
+        loss = forward_loss(net, x, y, loss_fn, dtype=dtype)
         float(loss.detach())  # the trainer reads the loss every step (NaN check)
         optimizer_step(loss, net, opt, grad_clip=5.0)
 

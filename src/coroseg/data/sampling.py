@@ -147,6 +147,10 @@ class PatchDataset(torch.utils.data.Dataset):
     augment : MONAI Compose or None
     seed, epoch : int
         Seed the per-epoch centerline perturbation.
+
+    An index is a position in ``items`` (of ``epoch``) or an ``(epoch, PatchItem)`` pair: the
+    trainer's one loader per phase (:mod:`coroseg.train.loader`) passes pairs, so workers kept
+    across epochs serve each epoch's plan without being restarted.
     """
 
     def __init__(self, cases: Sequence[PreparedCase], items: Sequence[PatchItem], patch_size: Sequence[int], dims: int,
@@ -159,39 +163,47 @@ class PatchDataset(torch.utils.data.Dataset):
         self.augment = augment
         self.seed, self.epoch = int(seed), int(epoch)
         self.pad = [float(c.image.min()) if c.image.size else 0.0 for c in self.cases]
-        self._points: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._points: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def case_points(self, ci: int) -> tuple[np.ndarray, np.ndarray]:
-        """Dense (perturbed when asked) centerline points of case ``ci`` for this epoch (cached)."""
-        if ci not in self._points:
+    def case_points(self, ci: int, epoch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Dense (perturbed when asked) centerline points of case ``ci`` in ``epoch`` (default: the
+        dataset's; cached for the latest epoch asked)."""
+        epoch = self.epoch if epoch is None else int(epoch)
+        key = (epoch, ci)
+        if key not in self._points:
+            if any(e != epoch for e, _ in self._points):  # a new epoch: the old perturbations are done with
+                self._points.clear()
             graph = self.cases[ci].graph
             if graph is not None and len(graph) and self.attention.perturb:
                 from coroseg.prior import perturb_centerline
 
-                rng = np.random.default_rng(item_seed(self.seed, self.epoch, 1_000_000 + ci))
+                rng = np.random.default_rng(item_seed(self.seed, epoch, 1_000_000 + ci))
                 graph = perturb_centerline(graph, rng, **self.attention.perturb_kwargs)
             pts, rad = centerline_points(graph, self.cases[ci].grid)
             n_fake = self.attention.spurious
             if n_fake > 0 and len(pts):
-                rng = np.random.default_rng(item_seed(self.seed, self.epoch, 2_000_000 + ci))
+                rng = np.random.default_rng(item_seed(self.seed, epoch, 2_000_000 + ci))
                 fpts, frad = spurious_points(pts, rad, self.cases[ci].grid.spacing, rng, n_fake)
                 pts, rad = np.concatenate([pts, fpts]), np.concatenate([rad, frad])
-            self._points[ci] = (pts, rad)
-        return self._points[ci]
+            self._points[key] = (pts, rad)
+        return self._points[key]
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, index: int | tuple[int, PatchItem]) -> dict:
         from coroseg.prior import extract_patch
 
-        item = self.items[index]
+        if isinstance(index, tuple):
+            epoch, item = int(index[0]), index[1]
+        else:
+            epoch, item = self.epoch, self.items[index]
         case = self.cases[item.case]
         img = extract_patch(case.image, item.centre, self.patch_size, pad_value=self.pad[item.case])
         lab = extract_patch(case.label, item.centre, self.patch_size, pad_value=0)
         sample = {"image": np.asarray(img, np.float32)[None], "label": np.asarray(lab, np.float32)[None]}
         if self.attention is not None:
-            pts, rad = self.case_points(item.case)
+            pts, rad = self.case_points(item.case, epoch)
             sample["prior"] = attention_patch(pts, rad, item.centre, self.patch_size, case.grid.spacing,
                                               mode=self.attention.mode, dilation_mm=self.attention.dilation_mm)[None]
             drop = self.attention.dropout

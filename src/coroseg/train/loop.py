@@ -2,7 +2,9 @@
 
 An epoch is a deterministic *plan* of patches (:mod:`coroseg.data.sampling`) served by a plain
 ``DataLoader``; the step is Dice+CE (optionally + soft clDice) with AdamW, linear warm-up then
-cosine decay, bf16 autocast on GPU and gradient clipping. At the end of an epoch the phase is
+cosine decay, the arithmetic of the ``precision`` option (bf16 autocast on GPU by default; fp16
+with a gradient scaler) and gradient clipping; one loader per phase keeps its workers
+(:mod:`coroseg.train.loader`); ``compile`` and ``channels_last`` are opt-in. At the end of an epoch the phase is
 validated on whole scans by the code ``predict`` runs (:mod:`coroseg.train.validate`), the best
 weights are kept, ``optimizer.pt`` (:class:`~coroseg.train.state.TrainState`) is saved and
 early stopping is decided. Ctrl-C stops after the current step with the state saved; a loss
@@ -30,8 +32,10 @@ from coroseg.models.registry import build_network
 from coroseg.models.run import load_weights, save_weights, unwrap
 from coroseg.train import distributed as D
 from coroseg.train.curves import plot_curves, write_metrics
+from coroseg.train.loader import PlanSampler, default_workers, make_loader
 from coroseg.train.options import TrainOptions
 from coroseg.train.phases import Phase
+from coroseg.train.precision import autocast, autocast_dtype, grad_scaler
 from coroseg.train.state import TrainState
 
 log = logging.getLogger("coroseg.train")
@@ -65,11 +69,14 @@ class _Fitting:
     """The live objects of one phase's fit."""
 
     net: torch.nn.Module
-    model: torch.nn.Module        # net, or its DDP wrapper
+    model: torch.nn.Module        # net, or its DDP / torch.compile wrapper
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LambdaLR
     steps: list[int]              # optimizer steps of each epoch
     plan_size: int
+    dtype: torch.dtype | None     # autocast dtype (None: fp32)
+    scaler: torch.amp.GradScaler | None
+    memory_format: torch.memory_format
 
 
 def fit(phase: Phase, ctx: FitContext, state: TrainState) -> tuple[TrainState, str]:
@@ -84,25 +91,31 @@ def fit(phase: Phase, ctx: FitContext, state: TrainState) -> tuple[TrainState, s
     run = _set_up(phase, ctx, state)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
     cl_fn = SoftclDiceLoss(to_onehot_y=True, softmax=True, include_background=False) if opts.cldice else None
-    amp = opts.amp and info.device.type == "cuda"
     augment = build_augmentation(phase.cfg.dims, strength=opts.augment, prior=phase.attention is not None)
     workers = opts.num_workers
     if workers is None:
-        workers = 0 if info.device.type == "cpu" else min(8, max(1, (os.cpu_count() or 2) // info.world))
+        workers = default_workers(info.device, info.world, os.cpu_count())
+    dataset = PatchDataset(phase.train_cases, [], phase.cfg.patch_size, phase.cfg.dims, attention=phase.attention,
+                           augment=augment, seed=ctx.seed)
+    loader, sampler = make_loader(dataset, batch_size=ctx.batch_size, device=info.device, workers=workers,
+                                  seed=ctx.seed)
     run.net.train()
     reason = (f"patch budget reached ({phase.budget} patches)" if phase.budget is not None
               else f"all {len(run.steps)} epochs done")
-    while state.epoch < len(run.steps):
-        losses, seen, secs, stopped = _train_epoch(phase, ctx, state, run, loss_fn, cl_fn, amp, augment, workers)
-        if stopped:
-            _save(phase, ctx, state, run, losses)
-            D.barrier(info)
-            raise TrainingInterrupted(f"interrupted at {phase.name} epoch {state.epoch + 1} step "
-                                      f"{state.step_in_epoch}; state saved, continue with --resume", ctx.run_dir)
-        if _end_epoch(phase, ctx, state, run, losses, seen, secs):
-            reason = (f"early stop at epoch {state.epoch}: no improvement in {ctx.early_stop} validations "
-                      f"(best Dice {state.best:.4f} at epoch {state.best_epoch})")
-            break
+    try:
+        while state.epoch < len(run.steps):
+            losses, seen, secs, stopped = _train_epoch(phase, ctx, state, run, loss_fn, cl_fn, loader, sampler)
+            if stopped:
+                _save(phase, ctx, state, run, losses)
+                D.barrier(info)
+                raise TrainingInterrupted(f"interrupted at {phase.name} epoch {state.epoch + 1} step "
+                                          f"{state.step_in_epoch}; state saved, continue with --resume", ctx.run_dir)
+            if _end_epoch(phase, ctx, state, run, losses, seen, secs):
+                reason = (f"early stop at epoch {state.epoch}: no improvement in {ctx.early_stop} validations "
+                          f"(best Dice {state.best:.4f} at epoch {state.best_epoch})")
+                break
+    finally:
+        del loader  # its persistent workers end with it
     if info.is_main and not (ctx.run_dir / phase.best_file).exists():
         save_weights(run.net, ctx.run_dir / phase.best_file, ctx.config)
     D.barrier(info)
@@ -136,6 +149,8 @@ def _set_up(phase: Phase, ctx: FitContext, state: TrainState) -> _Fitting:
         return 0.5 * (1.0 + math.cos(math.pi * t))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda)
+    dtype = autocast_dtype(ctx.opts.precision, dev)
+    scaler = grad_scaler(dev, dtype)
     if state.optimizer is None and phase.init_weights is not None:  # fine-tuning: start from the initial model
         load_weights(net, phase.init_weights)
         log.info("%s: starting from %s", phase.name, phase.init_weights)
@@ -144,15 +159,23 @@ def _set_up(phase: Phase, ctx: FitContext, state: TrainState) -> _Fitting:
         opt.load_state_dict(state.optimizer)
         sched.load_state_dict(state.scheduler)
         torch.set_rng_state(state.torch_rng)
+        if scaler is not None and state.scaler:
+            scaler.load_state_dict(state.scaler)
         log.info("%s: resumed at epoch %d step %d", phase.name, state.epoch, state.step_in_epoch)
+    memory_format = torch.contiguous_format
+    if ctx.opts.channels_last:
+        memory_format = torch.channels_last_3d if phase.cfg.dims == 3 else torch.channels_last
+        net = net.to(memory_format=memory_format)
     model = net
     if ctx.info.world > 1:
         model = torch.nn.parallel.DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None)
-    return _Fitting(net, model, opt, sched, steps, plan_size)
+    if ctx.opts.compile:
+        model = torch.compile(model)
+    return _Fitting(net, model, opt, sched, steps, plan_size, dtype, scaler, memory_format)
 
 
-def _train_epoch(phase: Phase, ctx: FitContext, state: TrainState, run: _Fitting, loss_fn, cl_fn, amp: bool,
-                 augment, workers: int) -> tuple[list[float], int, float, bool]:
+def _train_epoch(phase: Phase, ctx: FitContext, state: TrainState, run: _Fitting, loss_fn, cl_fn,
+                 loader: torch.utils.data.DataLoader, sampler: PlanSampler) -> tuple[list[float], int, float, bool]:
     """One pass over this rank's share of the epoch's plan (from the step a resume stopped at).
 
     Returns the step losses, patches seen (all ranks), seconds, and whether Ctrl-C stopped it.
@@ -162,10 +185,7 @@ def _train_epoch(phase: Phase, ctx: FitContext, state: TrainState, run: _Fitting
     info, dev, bs = ctx.info, ctx.info.device, ctx.batch_size
     epoch, skip = state.epoch, state.step_in_epoch
     items = shard(phase.epoch_items(epoch, run.plan_size), info.rank, info.world)
-    ds = PatchDataset(phase.train_cases, items[skip * bs:], phase.cfg.patch_size, phase.cfg.dims,
-                      attention=phase.attention, augment=augment, seed=ctx.seed, epoch=epoch)
-    loader = torch.utils.data.DataLoader(ds, batch_size=bs, shuffle=False, num_workers=workers,
-                                         pin_memory=dev.type == "cuda")
+    sampler.set_epoch(epoch, items[skip * bs:])
     losses = list(state.epoch_losses) if skip else []
     state.epoch_losses = []
     seen, t0 = 0, time.perf_counter()
@@ -174,16 +194,16 @@ def _train_epoch(phase: Phase, ctx: FitContext, state: TrainState, run: _Fitting
                leave=False, dynamic_ncols=True)
     try:
         for batch in loader:
-            x = batch["image"].to(dev, non_blocking=True)
+            x = batch["image"].to(dev, non_blocking=True).contiguous(memory_format=run.memory_format)
             y = batch["label"].to(dev, non_blocking=True)
-            loss = forward_loss(run.model, x, y, loss_fn, cl_fn, ctx.opts.cldice, amp=amp)
+            loss = forward_loss(run.model, x, y, loss_fn, cl_fn, ctx.opts.cldice, dtype=run.dtype)
             val = float(loss.detach())
             bad_loss, stop = D.all_sum(info, [0.0 if math.isfinite(val) else 1.0, 1.0 if ctx.interrupted[0] else 0.0])
             if bad_loss:
                 raise CorosegError(f"{phase.name}: training loss became {val} at epoch {epoch + 1} step "
                                    f"{state.step_in_epoch + 1}; stopped, the last good checkpoint is kept "
                                    f"({phase.last_file}); try a lower --lr", ctx.run_dir)
-            optimizer_step(loss, run.net, run.opt, run.sched, grad_clip=ctx.opts.grad_clip)
+            optimizer_step(loss, run.net, run.opt, run.sched, grad_clip=ctx.opts.grad_clip, scaler=run.scaler)
             n = int(x.shape[0]) * info.world
             state.step_in_epoch += 1
             state.global_step += 1
@@ -241,14 +261,16 @@ def _save(phase: Phase, ctx: FitContext, state: TrainState, run: _Fitting, losse
     save_weights(run.net, ctx.run_dir / phase.last_file, ctx.config)
     state.epoch_losses = list(losses_now) if state.step_in_epoch else []
     state.optimizer, state.scheduler = run.opt.state_dict(), run.sched.state_dict()
+    state.scaler = run.scaler.state_dict() if run.scaler is not None else None
     state.torch_rng = torch.get_rng_state()
     state.save(ctx.run_dir / "optimizer.pt")
 
 
 def forward_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, cl_fn=None,
-                 cldice_weight: float = 0.0, *, amp: bool = False) -> torch.Tensor:
-    """The training loss of one batch: DiceCE on the logits (+ weighted clDice), bf16 autocast on CUDA."""
-    with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=amp):
+                 cldice_weight: float = 0.0, *, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """The training loss of one batch: DiceCE on the logits (+ weighted clDice), the network under
+    ``dtype`` autocast (None: fp32); the losses are computed in fp32."""
+    with autocast(x.device, dtype):
         logits = model(x)
     loss = loss_fn(logits.float(), y)
     if cl_fn is not None:
@@ -257,13 +279,25 @@ def forward_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, loss_
 
 
 def optimizer_step(loss: torch.Tensor, net: torch.nn.Module, opt: torch.optim.Optimizer, sched=None, *,
-                   grad_clip: float = 0.0) -> None:
-    """Backward, optional gradient-norm clipping, optimizer and scheduler step."""
+                   grad_clip: float = 0.0, scaler: torch.amp.GradScaler | None = None) -> None:
+    """Backward, optional gradient-norm clipping, optimizer and scheduler step.
+
+    With a ``scaler`` (fp16) the loss is scaled before backward and the gradients unscaled
+    before clipping; a step whose gradients overflowed is skipped and the scale lowered.
+    """
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    if scaler is None:
+        loss.backward()
+    else:
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
     if grad_clip:
         torch.nn.utils.clip_grad_norm_(net.parameters(), grad_clip)
-    opt.step()
+    if scaler is None:
+        opt.step()
+    else:
+        scaler.step(opt)
+        scaler.update()
     if sched is not None:
         sched.step()
 

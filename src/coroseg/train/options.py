@@ -25,6 +25,8 @@ TRAIN_OPTIONS = ("data", "out", "model", "epochs", "batch_size", "attention", "p
 MAX_VALUE_CHARS = 10_000
 #: options older run folders may carry that no longer exist (dropped on resume): they had no effect
 REMOVED_OPTIONS = ("val_overlap",)
+#: options replaced by others: old name -> (new name, the new value for an old one)
+RENAMED_OPTIONS = {"amp": ("precision", lambda amp: "auto" if amp else "fp32")}
 
 
 def _range(lo: float, hi: float, *, whole: bool = False, nullable: bool = False) -> dict:
@@ -77,7 +79,11 @@ class TrainOptions:
     # missed are still vessels, so crops at its gaps find them)
     attention_dropout: float = dataclasses.field(default=0.0, metadata=_range(0, 1))
     val_batch: int = dataclasses.field(default=4, metadata=_range(1, 1024, whole=True))
-    amp: bool = dataclasses.field(default=True, metadata={"bool": True})           # bf16 autocast on GPU
+    # training arithmetic: auto = bf16 autocast on CUDA, fp32 on CPU; bf16 / fp16 (+ gradient scaler) / fp32
+    precision: str = dataclasses.field(default="auto", metadata={"choices": "precisions"})
+    compile: bool = dataclasses.field(default=False, metadata={"bool": True})  # torch.compile the training step
+    # channels-last memory layout (NDHWC): faster convolutions on tensor-core GPUs, not on CPUs
+    channels_last: bool = dataclasses.field(default=False, metadata={"bool": True})
     locator: bool = dataclasses.field(default=True, metadata={"bool": True})       # crop models: train a locator
     # [z, y, x] mm; None: locator_spacing_factor x model spacing
     locator_spacing: list | None = dataclasses.field(default=None, metadata={"spacing": ()})
@@ -121,8 +127,9 @@ def _is_number(v, lo: float, hi: float = math.inf, *, whole: bool = False) -> bo
 def _choices(kind: str) -> tuple:
     from coroseg.prior.attention import MODES
     from coroseg.prior.crops import METHODS
+    from coroseg.train.precision import PRECISIONS
 
-    return {"crop_methods": METHODS, "attention_modes": MODES, "norms": NORMS}[kind]
+    return {"crop_methods": METHODS, "attention_modes": MODES, "norms": NORMS, "precisions": PRECISIONS}[kind]
 
 
 def _field_problem(f: dataclasses.Field, v, opts: TrainOptions) -> str | None:
@@ -193,6 +200,9 @@ def parse_overrides(items: list[str], *, known=None, own_options: tuple[str, ...
         key = key.strip()
         if not sep or not key:
             raise CorosegError(f"--set expects KEY=VALUE, found {item!r:.60}")
+        if key in RENAMED_OPTIONS:
+            new = RENAMED_OPTIONS[key][0]
+            raise CorosegError(f"--set {key}: replaced by {new} (--set {new}=...; see the training options)")
         if key in own_options:
             raise CorosegError(f"--set {key}: set it with the --{key.replace('_', '-')} option")
         if key not in known:
@@ -208,5 +218,16 @@ def parse_overrides(items: list[str], *, known=None, own_options: tuple[str, ...
     return out
 
 
-__all__ = ["TrainOptions", "DEFAULTS", "OPTION_NAMES", "REMOVED_OPTIONS", "parse_overrides", "TRAIN_OPTIONS",
+def saved_options(saved: Mapping[str, Any]) -> dict:
+    """The options of a saved run (``config.json``) in today's names: removed ones dropped, renamed ones
+    translated (``amp: false`` -> ``precision: fp32``)."""
+    out = {k: v for k, v in saved.items() if k not in REMOVED_OPTIONS and k not in RENAMED_OPTIONS}
+    for old, (new, convert) in RENAMED_OPTIONS.items():
+        if old in saved and new not in saved:
+            out[new] = convert(saved[old])
+    return out
+
+
+__all__ = ["TrainOptions", "DEFAULTS", "OPTION_NAMES", "REMOVED_OPTIONS", "RENAMED_OPTIONS", "saved_options",
+           "parse_overrides", "TRAIN_OPTIONS",
            "MAX_VALUE_CHARS"]

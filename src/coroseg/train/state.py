@@ -19,6 +19,17 @@ from coroseg.errors import CorosegError
 from coroseg.io.atomic import atomic_path
 
 
+def _on_cpu(obj):
+    """``obj`` with every tensor in it copied to the CPU: a state saved on a GPU loads on any machine."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: _on_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_on_cpu(v) for v in obj)
+    return obj
+
+
 @dataclasses.dataclass
 class TrainState:
     """The resumable state of one training phase (and the history of the whole run)."""
@@ -36,11 +47,12 @@ class TrainState:
     optimizer: dict | None = None
     scheduler: dict | None = None
     torch_rng: torch.Tensor | None = None
+    scaler: dict | None = None     # fp16 gradient scaler (precision=fp16)
 
     def save(self, path: Path) -> None:
         """Write the state atomically (a crash mid-write leaves the previous file)."""
         with atomic_path(path) as tmp:
-            torch.save(dataclasses.asdict(self), tmp)
+            torch.save(_on_cpu(dataclasses.asdict(self)), tmp)
 
     @classmethod
     def load(cls, path: Path) -> TrainState:

@@ -33,7 +33,7 @@ from coroseg.models.registry import model_spec
 from coroseg.models.run import read_config, write_config
 from coroseg.train import distributed as D
 from coroseg.train.loop import FitContext, TrainingInterrupted, fit, forward_loss, optimizer_step
-from coroseg.train.options import DEFAULTS, REMOVED_OPTIONS, TrainOptions
+from coroseg.train.options import DEFAULTS, TrainOptions, saved_options
 from coroseg.train.phases import (
     FROM_INITIAL_MODEL,
     attention_input,
@@ -207,7 +207,7 @@ def _train(data_dir: Path, run_dir: Path, info: D.DistInfo, interrupted: list, *
         if config.model != model:
             raise CorosegError(f"cannot resume: the run trains {config.model}, not {model}", run_dir / "config.json")
         state = TrainState.load(run_dir / "optimizer.pt")
-        saved = {k: v for k, v in config.train.get("options", {}).items() if k not in REMOVED_OPTIONS}
+        saved = saved_options(config.train.get("options", {}))
         opts = TrainOptions.from_dict(saved, base=opts)  # the saved run's options win
         attention, seed = config.attention, config.seed
         batch_size, lr = int(config.train["batch_size"]), float(config.train["lr"])
