@@ -43,9 +43,27 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+    ctx: typer.Context,
+    version: bool = typer.Option(  # noqa: ARG001 (its eager callback prints it)
+        False, "--version", callback=_version, is_eager=True, help="Show the version."),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Also show debug messages."),
+    quiet: bool = typer.Option(
+        False, "-q", "--quiet", help="Only warnings and errors on the terminal: no progress bars or lines."),
 ) -> None:
     """Coronary artery segmentation in CTCA with a centerline prior."""
+    from coroseg import logs
+
+    if verbose and quiet:
+        raise typer.BadParameter("-v/--verbose and -q/--quiet exclude each other")
+    logs.configure(logs.VERBOSE if verbose else logs.QUIET if quiet else logs.NORMAL)
+    ctx.call_on_close(logs.restore)
+
+
+def _bars(wanted: bool = True) -> bool:
+    """Whether a command draws progress bars: ``wanted`` and not ``-q``."""
+    from coroseg.logs import show_progress
+
+    return wanted and show_progress()
 
 
 @app.command()
@@ -76,7 +94,7 @@ def synth(
     """Synthesize realistic phantom CTCA with exact coronary labels and centerlines."""
     from coroseg.synth import synth_dataset
 
-    synth_dataset(out, cases, preset=preset.value, anatomy_dir=anatomy, seed=seed, shift=shift)
+    synth_dataset(out, cases, preset=preset.value, anatomy_dir=anatomy, seed=seed, shift=shift, progress=_bars())
     typer.echo(f"dataset: {out}")
 
 
@@ -122,7 +140,7 @@ def train(
 
     run_dir = train_fn(data, out, model=model.value, epochs=epochs, batch_size=batch_size, attention=attention,
                        patch_budget=patch_budget, device=device.value, resume=resume, seed=seed, lr=lr,
-                       val_every=val_every, early_stop=early_stop or None, progress=progress, init=init,
+                       val_every=val_every, early_stop=early_stop or None, progress=_bars(progress), init=init,
                        **parse_overrides(overrides, own_options=TRAIN_OPTIONS))
     from coroseg.models.run import read_config
 
@@ -173,8 +191,9 @@ def predict(
         help="auto: bf16 on CUDA, fp32 on CPU; bf16 is also faster on CPUs with bf16 instructions."),
     output_format: str = typer.Option(
         "input", "--format",
-        help="Mask file format: input (the input's extension), nii.gz, nii, nrrd, mha, or seg.nrrd (a 3D Slicer "
-             "segmentation; the probability map is then .nrrd)."),
+        help="Mask file format: input (the input's extension), nii.gz, nii, nrrd, mha, seg.nrrd (a 3D Slicer "
+             "segmentation; the probability map is then .nrrd), or dicom-seg (DICOM series input: a DICOM SEG "
+             "referencing the series; needs pip install \"coroseg[dicom]\")."),
 ) -> None:
     """Segment new scans; writes <id>_seg, centerline (.vtp/.gml/.mrk.json) and summary.json."""
     from coroseg.infer.files import predict as predict_fn
@@ -188,7 +207,7 @@ def predict(
     summaries = predict_fn(model, input[0] if len(input) == 1 else list(input), output, centerline=prior,
                            device=device.value, save_prob=save_prob, mesh=mesh, postprocess=post, iterate=iterate,
                            precision=precision.value, skip_complete=resume, num_parts=num_parts, part_id=part_id,
-                           tta=tta, output_format=output_format)
+                           tta=tta, output_format=output_format, progress=_bars())
     typer.echo(f"wrote {len(summaries)} segmentation(s) to {output}")
 
 
@@ -212,7 +231,7 @@ def test_cmd(
 
     _on_interrupt(f"{out}: test interrupted; nothing of this run was kept")
     _, table = test_run(model, data, out, split=None if split is None else split.value,
-                        centerlines=[c.value for c in centerline], device=device.value, tta=tta)
+                        centerlines=[c.value for c in centerline], device=device.value, tta=tta, progress=_bars())
     typer.echo(table)
 
 
@@ -224,12 +243,19 @@ def evaluate(
     label_value: Optional[int] = typer.Option(
         None, "--label-value",
         help="Treat this label value as vessel (others background)."),
+    skip_missing: bool = typer.Option(
+        False, "--skip-missing",
+        help="Leave ground truths without a prediction out (listed, not scored), e.g. for a job array still "
+             "running. Default: each is a failure, scored Dice 0."),
 ) -> None:
-    """Score predicted masks against ground truth, paired by case id."""
-    from coroseg.eval.evaluate import evaluate_folders, summary_table
+    """Score predicted masks against ground truth, paired by case id; a ground truth without a
+    prediction is a failure (Dice 0), unless --skip-missing."""
+    from coroseg.eval.evaluate import evaluate_folders, missing_note, pair_cases, summary_table
 
-    rows, _ = evaluate_folders(pred, gt, out=out, label_value=label_value)
-    typer.echo(summary_table(rows))
+    rows, _ = evaluate_folders(pred, gt, out=out, label_value=label_value, progress=_bars(),
+                               skip_missing=skip_missing)
+    skipped = pair_cases(pred, gt)[1] if skip_missing else []
+    typer.echo(summary_table(rows) + missing_note(rows, skipped))
 
 
 @app.command()
@@ -257,7 +283,7 @@ def demo(
     """Synthesize phantoms, train unet3d_crop, test (auto vs oracle centerline), write report.html."""
     from coroseg.demo import run_demo
 
-    run_demo(out, quick=quick, device=device.value)
+    run_demo(out, quick=quick, device=device.value, progress=_bars())
 
 
 @app.command()
@@ -280,7 +306,7 @@ def experiment(
     from coroseg.train.options import TRAIN_OPTIONS, parse_overrides
 
     typer.echo(run_experiment(data, out, patch_budget=patch_budget, seeds=seeds, device=device.value, lr=lr,
-                              val_every=val_every, batch_size=batch_size, baselines=baselines,
+                              val_every=val_every, batch_size=batch_size, baselines=baselines, progress=_bars(),
                               overrides=parse_overrides(overrides, own_options=TRAIN_OPTIONS)))
 
 
@@ -294,12 +320,13 @@ def report(
         None, "--data",
         help="Dataset with images/labels (default: from the run's config)."),
     out: Optional[Path] = typer.Option(None, "--out", help="HTML file (default: TEST/report.html)."),
-    max_cases: int = typer.Option(6, "--max-cases", min=1, help="Cases with overlay figures."),
+    max_cases: int = typer.Option(6, "--max-cases", min=1, help="Cases with overlay and radius-profile figures."),
+    max_3d: int = typer.Option(3, "--max-3d", min=0, help="Cases with a rotating 3D view."),
 ) -> None:
-    """Write one self-contained report.html: metrics, overlays, 3D views, crops, training curves."""
+    """Write one self-contained report.html: metrics, case table, overlays, radius profiles, 3D views, crops."""
     from coroseg.report.html import write_report
 
-    typer.echo(write_report(run, out, test_dir=test, data_dir=data, max_cases=max_cases))
+    typer.echo(write_report(run, out, test_dir=test, data_dir=data, max_cases=max_cases, max_3d=max_3d))
 
 
 @app.command("export-model")

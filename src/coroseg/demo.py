@@ -149,4 +149,5 @@ def _cpus() -> int:
 
 
 def _say(msg: str) -> None:
-    print(f"[coroseg demo] {msg}", flush=True)
+    """A step of the demo: a progress line on the terminal (hidden by ``coroseg -q``), results stay on stdout."""
+    log.info("[coroseg demo] %s", msg)

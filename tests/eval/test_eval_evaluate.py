@@ -45,23 +45,76 @@ def test_evaluate_writes_csv_and_summary(tmp_path):
     pred, gt = tmp_path / "pred", tmp_path / "gt"
     save(gt / "a.nrrd", cube(2, 6))
     save(gt / "b.label.nii.gz", cube(3, 8))
-    save(gt / "c.nrrd", cube(1, 4))                       # no prediction: listed as missing
+    save(gt / "c.nrrd", cube(1, 4))                       # no prediction: a failure, scored Dice 0
     save(pred / "a_pred.nii.gz", cube(2, 6))              # perfect
     save(pred / "b.nii.gz", np.zeros((12, 14, 16), np.uint8))   # empty prediction
     rows, summary = evaluate_folders(pred, gt, out=tmp_path / "res" / "eval.csv", progress=False)
-    assert [r["case_id"] for r in rows] == ["a", "b"]
+    assert [r["case_id"] for r in rows] == ["a", "b", "c"]
+    assert [r["missing_prediction"] for r in rows] == [False, False, True]
     assert rows[0]["dice"] == 1.0 and rows[0]["hd95_mm"] == 0.0
     assert rows[1]["dice"] == 0.0 and math.isinf(rows[1]["hd95_mm"])
-    assert summary["dice"] == {"mean": 0.5, "std": 0.5, "median": 0.5, "n": 2.0, "n_nonfinite": 0.0}
-    assert summary["hd95_mm"]["mean"] == 0.0 and summary["hd95_mm"]["n_nonfinite"] == 1.0
-    assert summary["_missing"] == {"n": 1.0}
+    # the missing case scores exactly what an all-zero prediction scores: 27 vessel voxels missed
+    c = rows[2]
+    assert c["pred"] == "" and c["gt"] == "c.nrrd"
+    assert (c["dice"], c["precision"], c["recall"], c["cldice"]) == (0.0, 0.0, 0.0, 0.0)
+    assert math.isinf(c["hd95_mm"]) and math.isinf(c["assd_mm"]) and math.isinf(c["hd95_asoca_vox"])
+    assert c["voxel_accuracy"] == 1 - 27 / (12 * 14 * 16) and (c["n_pred"], c["n_ref"]) == (0, 27)
+    assert c["betti0_error"] == 1
+    assert summary["dice"] == pytest.approx({"mean": 1 / 3, "std": math.sqrt(2) / 3, "median": 0.0, "n": 3.0,
+                                             "n_nonfinite": 0.0})
+    assert summary["hd95_mm"]["mean"] == 0.0 and summary["hd95_mm"]["n_nonfinite"] == 2.0
+    assert summary["_missing"] == {"n": 1.0, "scored": 1.0}
     with open(tmp_path / "res" / "eval.csv") as f:
         got = list(csv.DictReader(f))
-    assert [g["case_id"] for g in got] == ["a", "b"] and got[1]["hd95_mm"] == "inf"
+    assert [g["case_id"] for g in got] == ["a", "b", "c"] and got[1]["hd95_mm"] == "inf"
+    assert [g["missing_prediction"] for g in got] == ["False", "False", "True"]
     md = (tmp_path / "res" / "eval.md").read_text()
-    assert "| Dice | 0.5000 ± 0.5000 | 0.5000 | 2 | 0 |" in md
-    assert "| HD95 (mm) | 0.00 ± 0.00 | 0.00 | 1 | 1 |" in md
-    assert "without a prediction (not scored): c" in md
+    assert "| Dice | 0.3333 ± 0.4714 | 0.0000 | 3 | 0 |" in md
+    assert "| HD95 (mm) | 0.00 ± 0.00 | 0.00 | 1 | 2 |" in md
+    assert "1 case(s) had no prediction and are scored as failures (Dice 0): c" in md
+
+
+def test_skip_missing_scores_only_the_predicted_cases(tmp_path):
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    save(gt / "a.nrrd", cube(2, 6))
+    save(gt / "c.nrrd", cube(1, 4))
+    save(pred / "a.nrrd", cube(2, 6))
+    rows, summary = evaluate_folders(pred, gt, out=tmp_path / "res", progress=False, skip_missing=True)
+    assert [r["case_id"] for r in rows] == ["a"] and summary["dice"]["mean"] == 1.0
+    assert summary["_missing"] == {"n": 1.0, "scored": 0.0}
+    md = (tmp_path / "res" / "summary.md").read_text()
+    assert "1 ground-truth case(s) had no prediction and were skipped (--skip-missing; not scored): c" in md
+
+
+def test_missing_prediction_of_an_empty_label_is_still_a_failure(tmp_path):
+    """An empty prediction of an empty label scores 1; a missing file has earned nothing."""
+    from coroseg.eval.evaluate import missing_metrics
+
+    empty = np.zeros((12, 14, 16), bool)
+    m = missing_metrics(empty, spacing=SP)
+    assert (m["dice"], m["precision"], m["recall"], m["cldice"]) == (0.0, 0.0, 0.0, 0.0)
+    assert math.isinf(m["hd95_mm"]) and math.isinf(m["assd_mm"]) and m["voxel_accuracy"] == 1.0
+    save(tmp_path / "gt" / "a.nrrd", cube(2, 6))
+    save(tmp_path / "gt" / "z.nrrd", empty.astype(np.uint8))
+    save(tmp_path / "p" / "a.nrrd", cube(2, 6))
+    rows, _ = evaluate_folders(tmp_path / "p", tmp_path / "gt", progress=False)
+    assert [(r["case_id"], r["dice"], r["missing_prediction"]) for r in rows] == [("a", 1.0, False),
+                                                                                  ("z", 0.0, True)]
+
+
+def test_cli_prints_the_failures(tmp_path, capsys):
+    from coroseg.cli import main
+
+    save(tmp_path / "gt" / "a.nrrd", cube(2, 6))
+    save(tmp_path / "gt" / "c.nrrd", cube(1, 4))
+    save(tmp_path / "p" / "a.nrrd", cube(2, 6))
+    for flags, line in (([], "1 case(s) had no prediction and are scored as failures (Dice 0): c"),
+                        (["--skip-missing"], "1 ground-truth case(s) had no prediction and were skipped")):
+        with pytest.raises(SystemExit) as ex:
+            main(["evaluate", "--pred", str(tmp_path / "p"), "--gt", str(tmp_path / "gt"), *flags])
+        out = capsys.readouterr().out
+        assert ex.value.code == 0 and line in out
+        assert ("| Dice | 0.5000 ± 0.5000 | 0.5000 | 2 | 0 |" in out) is not bool(flags)
 
 
 def test_out_folder(tmp_path):

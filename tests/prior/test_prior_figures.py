@@ -12,6 +12,7 @@ from coroseg.prior import (
     centerline_overlap,
     crop_centres,
     crops_gif,
+    crops_vs_grid_gif,
     grid_tiles,
     plot_crops_vs_grid,
 )
@@ -36,6 +37,29 @@ def test_crops_vs_grid_png_and_gif(tmp_path):
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["crops.gif", "crops.png", "fig"]  # no temp left
     with pytest.raises(ValueError, match="slice_index must be in"):
         plot_crops_vs_grid(image, crops, grid, size, tmp_path / "x.png", slice_index=999)
+
+
+def test_crops_vs_grid_gif_side_by_side(tmp_path):
+    """Two panels a frame, the slices crossed by crops, the vessel in its exact red on every frame."""
+    label, _, _ = y_mask()
+    image = label.with_array(label.array.astype(np.float32) * 0.6 + 0.2, is_label=True)  # shown as is
+    g = centerline_from_mask(label)
+    size = (8, 16, 16)
+    crops = crop_centres(label.world_to_index(g.dense_points(0.5)[0]), size=size, shape=label.shape)
+    gif = crops_vs_grid_gif(image, crops, grid_tiles(label.shape, size), size, tmp_path / "cg.gif", label=label,
+                            step=3, panel_px=120)
+    k0 = int((crops[:, 0] - size[0] // 2).min())
+    k1 = int((crops[:, 0] - size[0] // 2 + size[0]).max())
+    with Image.open(gif) as im:
+        assert im.n_frames == len(range(max(0, k0), min(label.shape[0], k1), 3))
+        w = im.size[0]
+        assert w == 2 * 120 + 6  # two 120 px panels and the gap (the phantom's slices are square)
+        for f in range(im.n_frames):
+            im.seek(f)
+            rgb = np.asarray(im.convert("RGB")).reshape(-1, 3)
+            assert ((rgb == (220, 30, 30)).all(axis=1)).any()  # the vessel's red survives quantisation
+    assert im.size[1] == 120 + 44 + 26
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cg.gif"]
 
 
 @pytest.mark.shared

@@ -31,8 +31,9 @@ def one_line_error(res, names: str, problem: str, *, code: int = 2) -> str:
 
     assert "Traceback" not in res.err + res.out, res.err
     assert res.code == code, (res.code, res.err)
-    lines = [ln for ln in res.err.strip().splitlines() if ln.strip() and not re.match(PROGRESS, ln)]
+    lines = [ln for ln in res.messages if not re.match(PROGRESS, ln)]  # coroseg's log lines aside
     assert len(lines) == 1, res.err
+    assert not [ln for ln in res.log if ln.startswith("coroseg: error: ")], res.err  # printed once, by the CLI
     line = lines[0]
     assert line.startswith("coroseg: error: "), line
     assert names in line, f"message does not name {names!r}: {line}"
@@ -428,7 +429,7 @@ CONFIG_KEYS = ["model", "dims", "sampler", "attention", "in_channels", "patch_si
 def _result_is_honest(res) -> None:
     assert "Traceback" not in res.err + res.out, res.err
     if res.code != 0:
-        lines = [ln for ln in res.err.strip().splitlines() if ln.strip()]
+        lines = res.messages
         assert res.code == 2 and len(lines) == 1 and lines[0].startswith("coroseg: error: "), (res.code, res.err)
 
 
@@ -446,7 +447,7 @@ def test_random_json_in_config_never_tracebacks(key, value, tmp_path_factory, ru
 #: options whose valid values all train in about a second (sizes such as channels or patch_size are
 #: bounded but may be valid and slow; their bad values are the explicit cases above)
 SET_KEYS = ["strides", "norm", "augment", "crop_method", "num_res_units", "dropout", "perturb", "attention_mode",
-            "val_batch", "weight_decay", "fg_fraction", "amp", "cldice"]
+            "val_batch", "weight_decay", "fg_fraction", "precision", "cldice"]
 
 
 @settings(max_examples=30, deadline=None, derandomize=True,

@@ -31,6 +31,29 @@ def volumes(rng):
     return image.astype(np.float32), pred, ref
 
 
+def _blind_locator(path: Path, net_cfg: dict) -> None:
+    """Locator weights that see no vessel anywhere (last layer: weights 0, background bias +10), so the
+    report's crop figure falls back to the reference centerline, deterministically."""
+    import torch
+
+    from coroseg.models.registry import build_network
+    from coroseg.models.run import save_weights
+
+    net = build_network(net_cfg)
+    last = [m for m in net.modules() if isinstance(m, (torch.nn.Conv3d, torch.nn.ConvTranspose3d))][-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([10.0, -10.0]))
+    save_weights(net, path)
+
+
+def write_manifest(data: Path) -> None:
+    """The ``manifest.json`` that ``coroseg synth`` writes (the report's synthetic-data signal)."""
+    (data / "manifest.json").write_text(json.dumps({"generator": "coroseg.synth", "generator_version": "1",
+                                                    "seed": 0, "preset": "small", "n_cases": 2, "anatomy_dir": None,
+                                                    "appearance": "training ranges", "cases": []}))
+
+
 @pytest.fixture
 def fake_run(tmp_path: Path, volumes) -> tuple[Path, Path, Path]:
     """(run_dir, test_dir, data_dir) as `coroseg train` / `coroseg test` would leave them."""
@@ -47,12 +70,19 @@ def fake_run(tmp_path: Path, volumes) -> tuple[Path, Path, Path]:
             write_volume(Volume(np.roll(pred, shift, 0).astype(np.uint8), SPACING, is_label=True),
                          test / "pred" / variant / f"{cid}_seg.nrrd")
     run.mkdir()
+    net = {"spatial_dims": 3, "in_channels": 2, "channels": [4, 8], "strides": [2], "num_res_units": 0}
+    loc_net = {**net, "in_channels": 1}
+    intensity = {"clip": [-100.0, 700.0], "mean": 100.0, "std": 200.0}
     (run / "config.json").write_text(json.dumps({
-        "coroseg_version": "0.1.0", "model": "unet3d_crop", "dims": 3, "sampler": "crop", "attention": True,
-        "in_channels": 2, "patch_size": [16, 16, 16], "spacing": list(SPACING),
-        "intensity": {"clip": [-100.0, 700.0], "mean": 100.0, "std": 200.0}, "network": {},
-        "locator": None, "seed": 0, "train": {"epochs": 3, "batch_size": 2, "lr": 0.001},
+        "schema": 2, "coroseg_version": "0.1.0", "model": "unet3d_crop", "dims": 3, "sampler": "crop",
+        "attention": True, "in_channels": 2, "patch_size": [16, 16, 16], "spacing": list(SPACING),
+        "intensity": intensity, "network": net, "seed": 0, "status": "complete",
+        "locator": {"spacing": list(SPACING), "patch_size": [16, 16, 16], "network": loc_net, "intensity": intensity,
+                    "weights": "locator.safetensors"},
+        "train": {"epochs": 100, "batch_size": 2, "lr": 0.001, "patch_budget": 60, "phase_order": ["model"],
+                  "stopped": {"model": "patch budget reached (60 patches)"}},
         "data": {"root": str(data), "layout": "split"}}))
+    _blind_locator(run / "locator.safetensors", loc_net)
     (run / "metrics.csv").write_text(
         "phase,epoch,step,patches,train_loss,val_dice,lr,seconds,patches_per_s\n"
         "model,1,10,20,0.9,0.41,0.001,1.0,20\nmodel,2,20,40,0.7,,0.001,1.0,20\nmodel,3,30,60,0.5,0.7345,0.0005,1.0,20\n")

@@ -7,7 +7,16 @@ import pytest
 from PIL import Image
 
 from coroseg.errors import InputError
-from coroseg.report.figures import overlay_figure, pick_slices, training_curves
+from coroseg.report.annotate import MIN_TEXT_PX, REPORT_WIDTH_PX
+from coroseg.report.figures import (
+    FOOTER_PX,
+    HEADER_PX,
+    overlay_axes,
+    overlay_figure,
+    pick_slices,
+    radius_profile_figure,
+    training_curves,
+)
 
 SPACING = (1.0, 0.8, 0.8)  # as in conftest.py
 
@@ -27,7 +36,50 @@ def test_overlay_png_size(tmp_path, volumes):
     p = overlay_figure(image, pred, ref, tmp_path / "o.png", spacing=SPACING, n_slices=3, dpi=50, panel_inches=2.0)
     with Image.open(p) as im:
         assert im.format == "PNG"
-        assert im.size == (500, 125)  # (2.0 * 5 panels, 2.0 + 0.5) in x 50 dpi
+        assert im.size == (500, 100 + HEADER_PX + FOOTER_PX)  # 2.0 in x 5 panels x 50 dpi; panels + text rows
+
+
+def _texts(fig):
+    return [t for t in fig.findobj(lambda a: hasattr(a, "get_text") and hasattr(a, "get_fontsize"))
+            if t.get_text().strip()]
+
+
+def test_overlay_readable_at_1400_px(volumes):
+    """Shown unscaled in a 1400 px window, every word on the overlay is at least MIN_TEXT_PX high."""
+    image, pred, ref = volumes
+    fig = overlay_axes(image, pred, ref, spacing=SPACING, prior="auto")
+    width, _ = fig.get_size_inches() * fig.dpi
+    assert width <= REPORT_WIDTH_PX
+    texts = _texts(fig)
+    assert min(t.get_fontsize() * fig.dpi / 72 for t in texts) >= MIN_TEXT_PX
+    words = [t.get_text() for t in texts]
+    assert "prediction (automatic centerline)" in words and "ground truth" in words
+    assert words.count("10 mm") + words.count("5 mm") + words.count("20 mm") == 5  # a ruler on every panel
+    assert {"R", "L", "A", "P", "S", "I"} <= set(words)
+
+
+def test_overlay_names_oracle_and_follows_direction(volumes):
+    image, pred, ref = volumes
+    ras = np.diag([-1.0, -1.0, 1.0])
+    words = [t.get_text() for t in _texts(overlay_axes(image, pred, ref, spacing=SPACING, prior="oracle",
+                                                         direction=ras))]
+    assert "prediction (ORACLE reference centerline)" in words
+    fig = overlay_axes(image, pred, ref, spacing=SPACING, direction=ras)
+    first = fig.axes[0]
+    left = [t.get_text() for t in first.texts if t.get_position()[0] < 0.1]
+    assert left == ["L"]  # a RAS-stored axial slice has the patient's left on the screen's left
+
+
+def test_radius_profile_figure(tmp_path):
+    from coroseg.eval.radius import BranchProfile
+
+    d = np.linspace(0, 50, 101)
+    profs = [BranchProfile(f"left tree, branch {i}", d, np.full_like(d, 1.5), np.full_like(d, 1.2)) for i in (1, 2)]
+    p = radius_profile_figure(profs, tmp_path / "r.png", prior="auto")
+    with Image.open(p) as im:
+        assert im.size == (940, 300)
+    with pytest.raises(InputError, match="no branch"):
+        radius_profile_figure([], tmp_path / "e.png")
 
 
 @pytest.mark.parametrize("which", ["pred", "ref", "both", "none_ref"])

@@ -4,9 +4,13 @@ Files are paired by **case id**: the file name without its volume extension and 
 trailing role suffix such as ``_seg``, ``_pred``, ``_label``, ``.label``, ``.img`` (so
 ``Normal_1.nrrd`` / ``Normal_1_pred.nii.gz`` and ImageCAS ``12.label.nii.gz`` / nnU-Net
 ``12.nii.gz`` pair up; ``predict``'s ``<id>_prob`` maps are skipped). Every prediction must have a ground truth (else
-:class:`~coroseg.errors.InputError`); ground truths without a prediction are listed as
-missing and not scored. Each pair must share the grid (shape, spacing, origin, direction),
-else :class:`~coroseg.errors.GeometryError` naming the prediction, expected vs found.
+:class:`~coroseg.errors.InputError`). A ground truth without a prediction is a **failure**, not
+a case left out: it is scored as an all-zero prediction (Dice 0, HD95 inf, ...), flagged in the
+``missing_prediction`` column and counted in the summary, so a method that skips its hard cases
+cannot look better for it (``skip_missing=True`` / ``--skip-missing`` scores only the cases that
+have a prediction, e.g. a job array still running, and says so). Each pair must share the grid
+(shape, spacing, origin, direction), else :class:`~coroseg.errors.GeometryError` naming the
+prediction, expected vs found.
 """
 
 from __future__ import annotations
@@ -28,8 +32,8 @@ from coroseg.io.volume import grid_mismatch, read_volume, strip_extension, volum
 
 log = logging.getLogger(__name__)
 
-__all__ = ["case_id_from_path", "pair_cases", "binary_label", "evaluate_folders", "summarize",
-           "summary_table", "comparison_table", "write_csv", "ROLE_SUFFIXES"]
+__all__ = ["case_id_from_path", "pair_cases", "binary_label", "evaluate_folders", "missing_metrics",
+           "missing_note", "summarize", "summary_table", "comparison_table", "write_csv", "ROLE_SUFFIXES"]
 
 #: trailing role markers removed (case-insensitively, repeatedly) to get a case id
 ROLE_SUFFIXES = ("_seg", "_segmentation", "_pred", "_prediction", "_label", "_labels", "_mask",
@@ -89,7 +93,7 @@ def pair_cases(pred_dir: str | Path, gt_dir: str | Path) -> tuple[list[tuple[str
     pairs : list of (case_id, pred_path, gt_path)
         Sorted by case id (natural order).
     missing : list of str
-        Case ids with a ground truth but no prediction (not scored).
+        Case ids with a ground truth but no prediction (scored as failures by :func:`evaluate_folders`).
 
     Raises
     ------
@@ -129,9 +133,37 @@ def binary_label(array: np.ndarray, path: Path, *, label_value: int | None = Non
     return array.astype(bool)
 
 
+def missing_metrics(ref: np.ndarray, *, spacing) -> dict[str, float]:
+    """The scores of a case without a prediction: those of an all-zero prediction against ``ref``.
+
+    Against a non-empty reference that is Dice, precision, recall and clDice 0 and every distance
+    inf (:func:`~coroseg.eval.metrics.all_metrics`). Against an empty reference an empty
+    prediction would score a perfect 1; a missing file has earned nothing, so the overlap scores
+    are 0 and the distances inf there too.
+    """
+    m = all_metrics(np.zeros(ref.shape, bool), ref, spacing=spacing)
+    if not ref.any():
+        m.update({k: 0.0 for k in ("dice", "precision", "recall", "cldice")})
+        m.update({k: math.inf for k in ("hd95_mm", "assd_mm", "hd95_asoca_vox")})
+    return m
+
+
+def missing_note(rows: Iterable[dict], skipped: Sequence[str] = ()) -> str:
+    """The summary's line on cases without a prediction (empty when there are none)."""
+    failed = [r["case_id"] for r in rows if r.get("missing_prediction")]
+    if failed:
+        return (f"{len(failed)} case(s) had no prediction and are scored as failures (Dice 0): "
+                f"{', '.join(failed)}\n")
+    if skipped:
+        return (f"{len(skipped)} ground-truth case(s) had no prediction and were skipped (--skip-missing; "
+                f"not scored): {', '.join(skipped)}\n")
+    return ""
+
+
 def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, *, out: str | Path | None = None,
                      label_value: int | None = None, metrics: Sequence[str] = METRICS,
-                     progress: bool = True) -> tuple[list[dict], dict[str, dict[str, float]]]:
+                     progress: bool = True, skip_missing: bool = False,
+                     ) -> tuple[list[dict], dict[str, dict[str, float]]]:
     """Score every prediction in ``pred_dir`` against its ground truth in ``gt_dir``.
 
     Parameters
@@ -148,46 +180,60 @@ def evaluate_folders(pred_dir: str | Path, gt_dir: str | Path, *, out: str | Pat
         Metric keys (of :func:`coroseg.eval.metrics.all_metrics`) to summarise.
     progress : bool
         Show a tqdm progress bar (on a terminal).
+    skip_missing : bool
+        Leave ground truths without a prediction out (listed, not scored) instead of scoring
+        them as failures: for a partial result, e.g. a job array still running.
 
     Returns
     -------
     rows : list of dict
-        One per case: ``case_id, pred, gt`` and every metric of ``all_metrics``.
+        One per case, in case-id order: ``case_id, pred, gt, missing_prediction`` and every metric
+        of ``all_metrics``; a case without a prediction has ``pred`` ``""`` and the scores of
+        :func:`missing_metrics` (Dice 0).
     summary : dict
-        ``{metric: {"mean", "std", "median", "n", "n_nonfinite"}}`` (see :func:`summarize`),
-        plus ``"_missing": {"n": ...}`` when ground truths lack a prediction.
+        ``{metric: {"mean", "std", "median", "n", "n_nonfinite"}}`` (see :func:`summarize`) over
+        every row, failures included, plus ``"_missing": {"n": ..., "scored": 1.0 or 0.0}`` when
+        ground truths lack a prediction.
     """
     from tqdm import tqdm
 
     pairs, missing = pair_cases(pred_dir, gt_dir)
     if missing:
-        log.warning("%d ground-truth case(s) have no prediction and are not scored: %s",
-                    len(missing), ", ".join(missing[:10]))
-    rows = []
-    for cid, p_path, g_path in tqdm(pairs, desc="evaluate", unit="case", disable=None if progress else True):
-        gt = read_volume(g_path, is_label=True)
-        pred = read_volume(p_path, is_label=True)
-        problem = grid_mismatch(gt, pred)
-        if problem:
-            raise GeometryError(f"grid does not match ground truth {g_path.name}: {problem}", p_path)
-        m = all_metrics(binary_label(pred.array, p_path, label_value=label_value),
-                        binary_label(gt.array, g_path, label_value=label_value), spacing=gt.spacing)
-        rows.append({"case_id": cid, "pred": p_path.name, "gt": g_path.name, **m})
-        log.info("%s: dice %.4f hd95 %.2f mm", cid, m["dice"], m["hd95_mm"])
+        what = "are skipped (--skip-missing; not scored)" if skip_missing else "are scored as failures (Dice 0)"
+        log.warning("%d ground-truth case(s) have no prediction and %s: %s", len(missing), what,
+                    ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
+    gts = _index(Path(gt_dir), "ground-truth") if missing and not skip_missing else {}
+    todo = [*pairs, *((c, None, gts[c]) for c in missing if c in gts)]
+    todo.sort(key=lambda t: natural_key(t[0]))
+    rows = [_score(cid, p_path, g_path, label_value) for cid, p_path, g_path in
+            tqdm(todo, desc="evaluate", unit="case", disable=None if progress else True)]
     summary = summarize(rows, metrics)
     if missing:
-        summary["_missing"] = {"n": float(len(missing))}
+        summary["_missing"] = {"n": float(len(missing)), "scored": 0.0 if skip_missing else 1.0}
     if out is not None:
         out = Path(out)
         csv_path, md_path = ((out, out.with_suffix(".md")) if out.suffix.lower() == ".csv"
                              else (out / "per_case.csv", out / "summary.md"))
         write_csv(csv_path, rows)
-        text = summary_table(rows, metrics)
-        if missing:
-            text += f"\n{len(missing)} ground-truth case(s) without a prediction (not scored): " \
-                    f"{', '.join(missing)}\n"
-        write_text(md_path, text)
+        note = missing_note(rows, missing if skip_missing else ())
+        write_text(md_path, summary_table(rows, metrics) + (f"\n{note}" if note else ""))
     return rows, summary
+
+
+def _score(cid: str, p_path: Path | None, g_path: Path, label_value: int | None) -> dict:
+    """One case's row; ``p_path`` None: no prediction, scored as a failure (:func:`missing_metrics`)."""
+    gt = read_volume(g_path, is_label=True)
+    ref = binary_label(gt.array, g_path, label_value=label_value)
+    if p_path is None:
+        return {"case_id": cid, "pred": "", "gt": g_path.name, "missing_prediction": True,
+                **missing_metrics(ref, spacing=gt.spacing)}
+    pred = read_volume(p_path, is_label=True)
+    problem = grid_mismatch(gt, pred)
+    if problem:
+        raise GeometryError(f"grid does not match ground truth {g_path.name}: {problem}", p_path)
+    m = all_metrics(binary_label(pred.array, p_path, label_value=label_value), ref, spacing=gt.spacing)
+    log.debug("%s: dice %.4f hd95 %.2f mm", cid, m["dice"], m["hd95_mm"])
+    return {"case_id": cid, "pred": p_path.name, "gt": g_path.name, "missing_prediction": False, **m}
 
 
 def summarize(rows: Iterable[dict], metrics: Sequence[str] = METRICS) -> dict[str, dict[str, float]]:

@@ -12,7 +12,8 @@ For each scan ``<id>`` the output folder receives, each file written atomically:
                               (entries of other scans already in the folder are kept)
 
 ``<ext>`` is the input's extension (``.nii.gz`` for a DICOM series), or what ``output_format``
-(``--format``) asks for: ``seg.nrrd`` writes ``<id>_seg.seg.nrrd``, a 3D Slicer segmentation.
+(``--format``) asks for: ``seg.nrrd`` writes ``<id>_seg.seg.nrrd``, a 3D Slicer segmentation;
+``dicom-seg`` (DICOM series inputs only) ``<id>_seg.dcm``, a DICOM SEG referencing the series.
 
 A scan's files are written into a hidden folder and moved into place together
 (:func:`coroseg.io.atomic.staged_files`); its entry is then added to ``summary.json`` under a
@@ -46,6 +47,7 @@ from coroseg.infer.pipeline import case_id, find_inputs, load, predict_volume, r
 from coroseg.infer.postprocess import PostprocessOptions
 from coroseg.io.atomic import locked, staged_files, write_json
 from coroseg.io.centerline import CenterlineGraph
+from coroseg.io.dicom_seg import DICOM_SEG, check_dicom_inputs, write_dicom_seg
 from coroseg.io.volume import read_volume, write_volume
 from coroseg.models.store import model_provenance
 
@@ -107,9 +109,11 @@ def predict(
         :func:`select_part`). Under ``torchrun`` each process takes part ``RANK`` of
         ``WORLD_SIZE`` (and GPU ``LOCAL_RANK``). Every part adds its cases to the one
         ``summary.json`` of ``output_dir`` (under a lock), so the parts' summaries merge.
-    output_format : {"input", "nii.gz", "nii", "nrrd", "mha", "seg.nrrd"}
+    output_format : {"input", "nii.gz", "nii", "nrrd", "mha", "seg.nrrd", "dicom-seg"}
         ``--format`` of the mask and probability files (:func:`coroseg.infer.outputs.output_extensions`):
-        ``input`` keeps the input's extension; ``seg.nrrd`` writes a 3D Slicer segmentation.
+        ``input`` keeps the input's extension; ``seg.nrrd`` writes a 3D Slicer segmentation;
+        ``dicom-seg`` a DICOM SEG of each input series (:mod:`coroseg.io.dicom_seg`; needs the
+        ``coroseg[dicom]`` extra; inputs that are no DICOM series are refused before any work).
 
     Returns
     -------
@@ -133,6 +137,8 @@ def predict(
         paths.extend(find_inputs(p))
     if not paths:
         raise InputError("no input scans found", inputs if isinstance(inputs, (str, Path)) else None)
+    if output_format == DICOM_SEG:  # before the model is loaded: what cannot get a DICOM SEG fails at once
+        check_dicom_inputs(paths, output_dir)
     if isinstance(centerline, (str, Path)) and str(centerline) not in ("auto", "none"):
         if not Path(centerline).exists():
             raise InputError("centerline file not found", centerline)
@@ -186,11 +192,11 @@ def predict(
                     entry = _predict_one(loaded, path, stage, centerline=centerline, device=dev,
                                          save_prob=save_prob, mesh=mesh, postprocess=postprocess,
                                          precision=precision, iterate=iterate, batch_size=batch_size, tta=tta,
-                                         output_format=output_format)
+                                         output_format=output_format, model=header)
             except CorosegError as exc:
                 if len(paths) == 1:
                     raise
-                log.error("%s", exc)
+                log.warning("%s; going on with the other scans", exc)  # the error line at the end lists it
                 failures.append((path, str(exc)))
                 entry = {"id": case_id(path), "input": str(path), "error": str(exc)}
             summaries.append(entry)
@@ -275,7 +281,7 @@ def _record_case(output_dir: Path, header: dict, entry: dict) -> None:
 
 def _predict_one(loaded, path: Path, output_dir: Path, *, centerline, device, save_prob: bool, mesh: bool,
                  precision: str, postprocess: PostprocessOptions, iterate: bool, batch_size: int,
-                 tta: bool = False, output_format: str = "input") -> dict:
+                 tta: bool = False, output_format: str = "input", model: dict | None = None) -> dict:
     t0 = time.perf_counter()
     vol = read_volume(path)
     t_read = time.perf_counter() - t0
@@ -286,7 +292,9 @@ def _predict_one(loaded, path: Path, output_dir: Path, *, centerline, device, sa
     ext, prob_ext = output_extensions(path, output_format)
     t0 = time.perf_counter()
     files: dict[str, Path] = {}  # written into the caller's staging folder, moved into place together
-    files["seg"] = write_volume(pred.seg, output_dir / f"{cid}_seg{ext}")
+    seg_path = output_dir / f"{cid}_seg{ext}"
+    files["seg"] = (write_dicom_seg(pred.seg, path, seg_path, model=model) if output_format == DICOM_SEG
+                    else write_volume(pred.seg, seg_path))
     if save_prob:
         files["prob"] = write_volume(pred.prob, output_dir / f"{cid}_prob{prob_ext}")
     if pred.graph is not None and len(pred.graph) > 0:

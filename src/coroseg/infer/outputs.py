@@ -15,14 +15,17 @@ import numpy as np
 
 from coroseg.io.atomic import atomic_path
 from coroseg.io.centerline import CenterlineGraph
+from coroseg.io.dicom_seg import DICOM_SEG, DICOM_SEG_EXTENSION
 from coroseg.io.volume import Volume, volume_extension
 
 #: output extension for each input kind (a DICOM folder has none)
 DEFAULT_EXTENSION = ".nii.gz"
 _EXT_MAP = {".nhdr": ".nrrd", ".mhd": ".mha", ".seg.nrrd": ".nrrd"}
 #: ``predict --format``: ``input`` keeps the input's extension; ``seg.nrrd`` writes the mask as a
-#: 3D Slicer segmentation (:mod:`coroseg.io.slicer_seg`) and the probability map as ``.nrrd``
-OUTPUT_FORMATS = ("input", "nii.gz", "nii", "nrrd", "mha", "seg.nrrd")
+#: 3D Slicer segmentation (:mod:`coroseg.io.slicer_seg`) and the probability map as ``.nrrd``;
+#: ``dicom-seg`` (DICOM series inputs) a DICOM SEG of the series (:mod:`coroseg.io.dicom_seg`),
+#: the probability map as ``.nii.gz``
+OUTPUT_FORMATS = ("input", "nii.gz", "nii", "nrrd", "mha", "seg.nrrd", DICOM_SEG)
 
 
 def output_extension(input_path: str | Path) -> str:
@@ -50,8 +53,9 @@ def output_extensions(input_path: str | Path, output_format: str = "input") -> t
     """``(mask extension, probability extension)`` for an input and ``predict --format``.
 
     ``"input"``: both :func:`output_extension`; ``"seg.nrrd"``: the mask ``.seg.nrrd`` (a
-    Slicer segmentation), the probability ``.nrrd`` (a probability is no segmentation); any
-    other format: both that extension.
+    Slicer segmentation), the probability ``.nrrd`` (a probability is no segmentation);
+    ``"dicom-seg"``: the mask ``.dcm`` (a DICOM SEG), the probability ``.nii.gz``; any other
+    format: both that extension.
 
     Raises
     ------
@@ -64,6 +68,8 @@ def output_extensions(input_path: str | Path, output_format: str = "input") -> t
         return ext, ext
     if output_format == "seg.nrrd":
         return ".seg.nrrd", ".nrrd"
+    if output_format == DICOM_SEG:
+        return DICOM_SEG_EXTENSION, DEFAULT_EXTENSION
     return f".{output_format}", f".{output_format}"
 
 

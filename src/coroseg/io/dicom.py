@@ -16,6 +16,28 @@ from coroseg.io.volume import _itk_reason, _quiet_stderr
 
 
 def read_dicom_series(folder: Path) -> sitk.Image:
+    """The one DICOM series in ``folder`` as a SimpleITK image (slices in GDCM's position order).
+
+    Raises :class:`~coroseg.errors.InputError` for a folder with no series, several series,
+    a single slice, a missing slice or an unreadable file.
+    """
+    files = series_files(folder)
+    _check_slice_positions(folder, files)
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(files)
+    with _quiet_stderr():
+        try:
+            return reader.Execute()
+        except RuntimeError as exc:
+            err = exc
+    raise InputError(f"cannot read DICOM series ({_itk_reason(err)})", folder) from None
+
+
+def series_files(folder: Path) -> tuple[str, ...]:
+    """The slice files of the one DICOM series in ``folder``, in GDCM's order (what the reader stacks).
+
+    Shared by the reader and the DICOM SEG writer, so both see the same series the same way.
+    """
     try:
         entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
     except OSError as exc:
@@ -38,15 +60,7 @@ def read_dicom_series(folder: Path) -> sitk.Image:
         files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), ids[0])
     if len(files) < 2:
         raise InputError(f"DICOM series has {len(files)} slice; expected a 3D series", folder)
-    _check_slice_positions(folder, files)
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files)
-    with _quiet_stderr():
-        try:
-            return reader.Execute()
-        except RuntimeError as exc:
-            err = exc
-    raise InputError(f"cannot read DICOM series ({_itk_reason(err)})", folder) from None
+    return tuple(files)
 
 
 def _is_plain_file(p: Path) -> bool:
@@ -87,4 +101,4 @@ def _check_slice_positions(folder: Path, files: tuple[str, ...]) -> None:
                 f"{gaps[0] + 1} of {len(files)} (expected {med:.3g} mm)", folder)
 
 
-__all__ = ["read_dicom_series"]
+__all__ = ["read_dicom_series", "series_files"]

@@ -6,7 +6,7 @@ Crop convention (all functions): a crop of ``size`` voxels centred at ``c`` span
 
 from coroseg.prior.attention import add_attention, attention_channel, attention_from_points, stack_attention
 from coroseg.prior.crops import centres_from_centerline, covered, crop_centres, crop_centres_2d
-from coroseg.prior.figures import crops_gif, plot_crops_vs_grid
+from coroseg.prior.figures import crops_gif, crops_vs_grid_gif, plot_crops_vs_grid
 from coroseg.prior.grid import crop_slices, extract_patch, grid_tiles, paste_patch
 from coroseg.prior.perturb import (
     Perturbation,
@@ -24,5 +24,5 @@ __all__ = [
     "attention_channel", "attention_from_points", "add_attention", "stack_attention",
     "perturb_centerline", "sample_perturbation", "apply_perturbation", "Perturbation",
     "centerline_overlap",
-    "plot_crops_vs_grid", "crops_gif",
+    "plot_crops_vs_grid", "crops_gif", "crops_vs_grid_gif",
 ]

@@ -141,6 +141,31 @@ def _skeleton_voxels(sub: np.ndarray) -> np.ndarray:
     return np.argwhere(skel).astype(np.int64)
 
 
+def radii_at(mask: np.ndarray, idx: np.ndarray, spacing) -> np.ndarray:
+    """Distance (mm) from voxels ``idx`` of ``mask`` to the mask's nearest background voxel; 0 outside it.
+
+    The same number as the centerline radii (step 4 of the module docstring):
+    ``scipy.ndimage.distance_transform_edt(mask, sampling=spacing)[idx]``, computed from the
+    mask's shell, so a whole-scan coronary mask costs what its vessels cost.
+
+    Parameters
+    ----------
+    mask : (Z, Y, X) ndarray of bool
+    idx : (N, 3) ndarray of int
+        Voxel indices ``(k, j, i)``; those outside the volume or the mask get 0.
+    spacing : tuple of 3 float, mm
+    """
+    fg = np.asarray(mask) > 0
+    idx = np.asarray(idx, dtype=np.int64).reshape(-1, 3)
+    out = np.zeros(len(idx))
+    inside = np.all((idx >= 0) & (idx < np.array(fg.shape)), axis=1)
+    inside[inside] = fg[tuple(idx[inside].T)]
+    if inside.any():
+        sub, offset = _crop_padded(fg)
+        out[inside] = _radii_at(sub, idx[inside] - offset, np.asarray(spacing, dtype=float))
+    return out
+
+
 def _radii_at(sub: np.ndarray, idx: np.ndarray, spacing: np.ndarray) -> np.ndarray:
     """EDT (mm) of ``sub`` at voxels ``idx``, via the outer 6-connected shell of ``sub``.
 
@@ -380,4 +405,4 @@ def centerline_file(label_path: str | Path, out: str | Path, *, min_spur_mm: flo
     return graph
 
 
-__all__ = ["centerline_from_mask", "centerline_file"]
+__all__ = ["centerline_from_mask", "centerline_file", "radii_at"]

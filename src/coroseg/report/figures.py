@@ -26,7 +26,8 @@ from coroseg.io.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
-__all__ = ["overlay_figure", "training_curves", "pick_slices", "PRED_COLOUR", "REF_COLOUR"]
+__all__ = ["overlay_figure", "overlay_axes", "prior_label", "radius_profile_figure", "training_curves", "pick_slices",
+           "PRED_COLOUR", "REF_COLOUR"]
 
 #: contour colours (matplotlib colour strings); chosen to be distinguishable for colour-blind readers
 PRED_COLOUR = "#ffb000"  # amber
@@ -124,32 +125,53 @@ def _contour(ax, mask2d: np.ndarray, extent, colour: str, lw: float = 1.2) -> No
     ax.contour(m, levels=[0.5], colors=[colour], linewidths=lw, extent=extent, origin="upper")
 
 
-def _panel(ax, img2d, pred2d, ref2d, *, extent, window, title: str) -> None:
+def _panel(ax, img2d, pred2d, ref2d, *, extent, window, title: str, letters: dict[str, str], dpi: int) -> None:
+    """One slice: grey image, reference then prediction contours, title, letters and a mm ruler."""
+    from coroseg.report.annotate import add_orientation_letters, add_scale_bar, nice_length_mm, text_pt
+
     ax.imshow(img2d, cmap="gray", vmin=window[0], vmax=window[1], extent=extent, origin="upper",
               interpolation="bilinear")
     if ref2d is not None:
-        _contour(ax, ref2d, extent, REF_COLOUR)
+        _contour(ax, ref2d, extent, REF_COLOUR, lw=1.6)
     if pred2d is not None:
-        _contour(ax, pred2d, extent, PRED_COLOUR, lw=1.0)
-    ax.set_title(title, fontsize=9, color="white")
+        _contour(ax, pred2d, extent, PRED_COLOUR, lw=1.3)
+    ax.set_title(title, fontsize=text_pt(TITLE_PX, dpi), color="white", pad=3)
     ax.set_xticks([])
     ax.set_yticks([])
     for s in ax.spines.values():
         s.set_color("#444")
+    add_orientation_letters(ax, letters, fontsize=text_pt(LETTER_PX, dpi))
+    add_scale_bar(ax, nice_length_mm(abs(extent[1] - extent[0])), fontsize=text_pt(LETTER_PX, dpi))
+
+
+#: text heights on the overlay figure, pixels (>= coroseg.report.annotate.MIN_TEXT_PX)
+TITLE_PX, LETTER_PX, LEGEND_PX = 15, 14, 16
+#: rows above and below the panels, pixels: the panel titles, and the legend
+HEADER_PX, FOOTER_PX = 30, 34
+
+
+def prior_label(prior: str | None) -> str:
+    """How a figure names the centerline the prediction was made with (``auto``/``oracle``/``none``)."""
+    return {"auto": "automatic centerline", "oracle": "ORACLE reference centerline",
+            "none": "no centerline prior"}.get(prior or "", "centerline prior not recorded")
 
 
 def overlay_figure(image: np.ndarray, pred: np.ndarray | None, ref: np.ndarray | None, path: str | Path, *,
-                   spacing: Sequence[float], n_slices: int = 3, window: tuple[float, float] = (-200, 800),
-                   slab_mm: float = 20.0, margin_mm: float = 15.0, title: str | None = None,
-                   dpi: int = 100, panel_inches: float = 3.0) -> Path:
-    """Axial + coronal slices with prediction and ground-truth contours, and a slab MIP.
+                   spacing: Sequence[float], direction: np.ndarray | None = None, prior: str | None = None,
+                   n_slices: int = 3, window: tuple[float, float] = (-200, 800), slab_mm: float = 20.0,
+                   margin_mm: float = 15.0, title: str | None = None, dpi: int = 100,
+                   panel_inches: float = 2.5) -> Path:
+    """Axial + coronal slices with prediction and ground-truth contours, and a slab MIP (PNG).
 
     Panels, left to right: ``n_slices`` axial slices through the vessel-richest levels
     (:func:`pick_slices` on the ground truth, else the prediction), one coronal slice through
     the richest coronal level, and an axial maximum-intensity projection over a slab of
-    ``slab_mm`` around the richest axial level with the prediction's projection outlined.
+    ``slab_mm`` around the richest axial level with the masks' projections outlined.
     All panels are cropped to the masks' in-plane bounding box plus ``margin_mm`` and drawn
-    in millimetres (anisotropic spacing is shown with true proportions).
+    in millimetres (anisotropic spacing is shown with true proportions). Every panel carries
+    the anatomical letters of its edges (from ``direction``) and a mm ruler; the legend names
+    the centerline the prediction was made with (``prior``), so a copied PNG still says
+    whether it shows an automatic or an ORACLE result.
 
     Parameters
     ----------
@@ -160,6 +182,10 @@ def overlay_figure(image: np.ndarray, pred: np.ndarray | None, ref: np.ndarray |
         Output PNG, written atomically.
     spacing : tuple of 3 float, mm
         Voxel size ``(sz, sy, sx)``.
+    direction : (3, 3) ndarray, optional
+        ``Volume.direction`` of the arrays (default identity: LPS, shown as radiologists read it).
+    prior : {"auto", "oracle", "none"}, optional
+        The centerline the prediction used (:func:`prior_label`).
     n_slices : int
         Number of axial panels.
     window : (float, float), HU
@@ -170,18 +196,36 @@ def overlay_figure(image: np.ndarray, pred: np.ndarray | None, ref: np.ndarray |
         Margin around the masks' bounding box.
     dpi : int
     panel_inches : float
-        Panel width and height; the PNG is ``round(panel_inches * (n_slices + 2) * dpi)`` by
-        ``round((panel_inches + 0.5) * dpi)`` pixels.
+        Panel width and height. The PNG is ``round(panel_inches * (n_slices + 2) * dpi)`` by
+        ``round(panel_inches * dpi) + HEADER_PX + FOOTER_PX`` pixels: 1250 x 314 by default,
+        shown unscaled in the report (:data:`coroseg.report.annotate.REPORT_WIDTH_PX`).
 
     Returns
     -------
     Path of the written PNG.
     """
+    return _save(overlay_axes(image, pred, ref, spacing=spacing, direction=direction, prior=prior,
+                              n_slices=n_slices, window=window, slab_mm=slab_mm, margin_mm=margin_mm,
+                              title=title, dpi=dpi, panel_inches=panel_inches), path)
+
+
+def _crop_extent(r: slice, c: slice, shape, dr: float, dc: float):
+    r0, r1, _ = r.indices(shape[0])
+    c0, c1, _ = c.indices(shape[1])
+    return (c0 * dc, c1 * dc, r1 * dr, r0 * dr)
+
+
+def overlay_axes(image, pred, ref, *, spacing, direction=None, prior=None, n_slices=3, window=(-200, 800),
+                 slab_mm=20.0, margin_mm=15.0, title=None, dpi=100, panel_inches=2.5):
+    """The matplotlib ``Figure`` of :func:`overlay_figure` (same parameters, nothing written)."""
+    from coroseg.report.annotate import screen_letters
+
     image = _check_volume("image", image, None)
     pred = _check_volume("pred", pred, image.shape)
     ref = _check_volume("ref", ref, image.shape)
     if len(spacing) != 3 or min(spacing) <= 0:
         raise InputError(f"spacing must be 3 positive numbers (sz, sy, sx) mm, found {tuple(spacing)}")
+    direction = np.eye(3) if direction is None else np.asarray(direction, float).reshape(3, 3)
     sz, sy, sx = (float(s) for s in spacing)
     pred_b = None if pred is None else pred.astype(bool, copy=False)
     ref_b = None if ref is None else ref.astype(bool, copy=False)
@@ -195,57 +239,89 @@ def overlay_figure(image: np.ndarray, pred: np.ndarray | None, ref: np.ndarray |
 
     axial = pick_slices(guide, n_slices, axis=0)
     coronal = pick_slices(guide, 1, axis=1)[0]
-    fg_yx = union.any(axis=0)
-    rs, cs = _bbox_2d(fg_yx, (int(margin_mm / sy), int(margin_mm / sx)))
-    fg_zx = union.any(axis=1)
-    zs, _ = _bbox_2d(fg_zx, (int(margin_mm / sz), 0))
-
-    fig = _figure((panel_inches * (n_slices + 2), panel_inches + 0.5), dpi)
+    rs, cs = _bbox_2d(union.any(axis=0), (int(margin_mm / sy), int(margin_mm / sx)))
+    zs, _ = _bbox_2d(union.any(axis=1), (int(margin_mm / sz), 0))
+    n_panels = n_slices + 2
+    panel_px = panel_inches * dpi
+    height_px = panel_px + HEADER_PX + FOOTER_PX
+    fig = _figure((panel_inches * n_panels, height_px / dpi), dpi)
     fig.set_facecolor("black")
-    gs = fig.add_gridspec(1, n_slices + 2, left=0.005, right=0.995, top=(panel_inches + 0.0) / (panel_inches + 0.5),
-                          bottom=0.02, wspace=0.03)
-
-    def crop(a2d, r, c):
-        return None if a2d is None else a2d[r, c]
-
-    def ext(r: slice, c: slice, shape, dr: float, dc: float):
-        r0, r1, _ = r.indices(shape[0])
-        c0, c1, _ = c.indices(shape[1])
-        return (c0 * dc, c1 * dc, r1 * dr, r0 * dr)
-
+    gs = fig.add_gridspec(1, n_panels, left=0.004, right=0.996, top=1 - HEADER_PX / height_px,
+                          bottom=FOOTER_PX / height_px, wspace=0.03)
+    ax_letters = screen_letters(direction, rows=1, cols=2)
+    sl = lambda a, k: None if a is None else a[k][rs, cs]  # noqa: E731
     for p, k in enumerate(axial):
-        ax = fig.add_subplot(gs[0, p])
-        _panel(ax, image[k][rs, cs], crop(None if pred_b is None else pred_b[k], rs, cs),
-               crop(None if ref_b is None else ref_b[k], rs, cs),
-               extent=ext(rs, cs, image.shape[1:], sy, sx), window=window,
-               title=f"axial z={k} ({k * sz:.0f} mm)")
-    # coronal: rows are z (superior up -> flip so larger k is on top), columns x
-    ax = fig.add_subplot(gs[0, len(axial)])
+        _panel(fig.add_subplot(gs[0, p]), image[k][rs, cs], sl(pred_b, k), sl(ref_b, k),
+               extent=_crop_extent(rs, cs, image.shape[1:], sy, sx), window=window, title=f"axial slice {k}",
+               letters=ax_letters, dpi=dpi)
+    # coronal: rows are z, flipped so that larger k (superior for LPS) is on top; columns x
     cor = lambda a: None if a is None else a[:, coronal, :][zs, cs][::-1]  # noqa: E731
     z0, z1, _ = zs.indices(image.shape[0])
     c0, c1, _ = cs.indices(image.shape[2])
-    _panel(ax, cor(image), cor(pred_b), cor(ref_b), extent=(c0 * sx, c1 * sx, 0, (z1 - z0) * sz),
-           window=window, title=f"coronal y={coronal}")
+    _panel(fig.add_subplot(gs[0, len(axial)]), cor(image), cor(pred_b), cor(ref_b),
+           extent=(c0 * sx, c1 * sx, 0, (z1 - z0) * sz), window=window, title=f"coronal slice {coronal}",
+           letters=screen_letters(direction, rows=0, cols=2, rows_up=True), dpi=dpi)
     # thick-slab axial MIP around the richest level
     k_mid = pick_slices(guide, 1, axis=0)[0]
     half = max(0, int(round(slab_mm / sz / 2)))
     k0, k1 = max(0, k_mid - half), min(image.shape[0], k_mid + half + 1)
-    mip = image[k0:k1].max(axis=0)[rs, cs]
-    pmip = None if pred_b is None else pred_b[k0:k1].any(axis=0)[rs, cs]
-    rmip = None if ref_b is None else ref_b[k0:k1].any(axis=0)[rs, cs]
-    ax = fig.add_subplot(gs[0, len(axial) + 1])
-    _panel(ax, mip, pmip, rmip, extent=ext(rs, cs, image.shape[1:], sy, sx), window=window,
-           title=f"MIP {(k1 - k0) * sz:.0f} mm slab")
+    mip = lambda a: None if a is None else a[k0:k1].any(axis=0)[rs, cs]  # noqa: E731
+    _panel(fig.add_subplot(gs[0, len(axial) + 1]), image[k0:k1].max(axis=0)[rs, cs], mip(pred_b), mip(ref_b),
+           extent=_crop_extent(rs, cs, image.shape[1:], sy, sx), window=window,
+           title=f"axial MIP, {(k1 - k0) * sz:.0f} mm slab", letters=ax_letters, dpi=dpi)
+    _legend_row(fig, prior, ref_b is not None, title, dpi)
+    return fig
 
+
+def _legend_row(fig, prior: str | None, has_ref: bool, title: str | None, dpi: int) -> None:
+    """Bottom row: what each contour colour is (the prediction's centerline named), and the title."""
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], color=PRED_COLOUR, lw=2, label="prediction")]
-    if ref_b is not None:
-        handles.append(Line2D([], [], color=REF_COLOUR, lw=2, label="ground truth"))
-    fig.legend(handles=handles, loc="lower left", ncol=len(handles), fontsize=8, frameon=False,
-               labelcolor="white", bbox_to_anchor=(0.0, 0.0))
+    from coroseg.report.annotate import text_pt
+
+    handles = [Line2D([], [], color=PRED_COLOUR, lw=3, label=f"prediction ({prior_label(prior)})")]
+    if has_ref:
+        handles.append(Line2D([], [], color=REF_COLOUR, lw=3, label="ground truth"))
+    fig.legend(handles=handles, loc="lower left", ncol=len(handles), fontsize=text_pt(LEGEND_PX, dpi),
+               frameon=False, labelcolor="white", bbox_to_anchor=(0.0, 0.0), borderaxespad=0.3)
     if title:
-        fig.suptitle(title, color="white", fontsize=10, y=0.995, va="top")
+        fig.text(0.996, 0.012, title, color="white", fontsize=text_pt(LEGEND_PX, dpi), ha="right", va="bottom")
+
+
+def radius_profile_figure(profiles: Sequence, path: str | Path, *, prior: str | None = None, dpi: int = 100,
+                          width_px: int = 940, height_px: int = 300) -> Path:
+    """Radius against distance from the ostium, one panel per branch (:mod:`coroseg.eval.radius`).
+
+    Reference (ground truth) and prediction on a shared radius axis; the prediction's line is
+    named with the centerline it was made with (``prior``, as :func:`overlay_figure`). The PNG
+    is ``width_px x height_px`` (it sits beside the 3D view in the report, unscaled).
+
+    Parameters
+    ----------
+    profiles : sequence of :class:`coroseg.eval.radius.BranchProfile` (at least one)
+    path : str or Path
+        Output PNG, written atomically.
+    """
+    from coroseg.report.annotate import text_pt
+
+    if not profiles:
+        raise InputError("no branch to plot (the reference has no centerline)")
+    fig = _figure((width_px / dpi, height_px / dpi), dpi)
+    axes = fig.subplots(1, len(profiles), sharey=True, squeeze=False)[0]
+    small, big = text_pt(13, dpi), text_pt(14, dpi)
+    top = max(1.0, max(float(np.max(np.r_[p.ref_mm, p.pred_mm])) for p in profiles) * 1.15)
+    for ax, prof in zip(axes, profiles):
+        ax.plot(prof.distance_mm, prof.ref_mm, color="#0a7fa8", lw=2.0, label="ground truth")
+        ax.plot(prof.distance_mm, prof.pred_mm, color="#d98c00", lw=1.6, label=f"prediction ({prior_label(prior)})")
+        ax.set_title(prof.name, fontsize=big)
+        ax.set_xlabel("distance from ostium (mm)", fontsize=small)
+        ax.set_ylim(0, top)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=small)
+    axes[0].set_ylabel("radius (mm)", fontsize=small)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=2, fontsize=small, frameon=False)
+    fig.subplots_adjust(left=0.075, right=0.99, bottom=0.2, top=0.78, wspace=0.08)
     return _save(fig, path)
 
 

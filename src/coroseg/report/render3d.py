@@ -197,22 +197,34 @@ def _render_points(pts: np.ndarray, cls: np.ndarray, shape: tuple[int, int, int]
     return img
 
 
+def _font(px: int):
+    """Pillow's bundled scalable font at ``px`` pixels (its old bitmap default is 11 px, too small)."""
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=px)
+
+
 def _legend(im, has_ref: bool, angle: float | None, title: str | None):
     from PIL import ImageDraw
 
+    from coroseg.report.annotate import MIN_TEXT_PX
+
     draw = ImageDraw.Draw(im)
-    s = max(8, im.size[0] // 40)
+    px = max(MIN_TEXT_PX, im.size[0] // 22)
+    font = _font(px)
+    s = px
     x, y = 6, im.size[1] - 6 - s
     items = [(1, "prediction")] if not has_ref else [(1, "TP"), (2, "FP"), (3, "FN")]
     for k, name in items:
         draw.rectangle([x, y, x + s, y + s], fill=CLASS_COLOURS[k])
-        draw.text((x + s + 4, y - 1), name, fill=(230, 230, 230))
-        x += s + 8 + int(draw.textlength(name)) + 8
+        draw.text((x + s + 4, y + s // 2), name, fill=(230, 230, 230), font=font, anchor="lm")
+        x += s + 8 + int(draw.textlength(name, font=font)) + 8
     if title:
-        draw.text((6, 5), title, fill=(230, 230, 230))
+        draw.text((6, 5), title, fill=(230, 230, 230), font=font)
     if angle is not None:  # also keeps every GIF frame distinct (Pillow merges identical frames)
         text = f"{angle:.0f}\u00b0"
-        draw.text((im.size[0] - 8 - int(draw.textlength(text)), im.size[1] - 6 - s), text, fill=(150, 150, 160))
+        draw.text((im.size[0] - 8 - int(draw.textlength(text, font=font)), y + s // 2), text,
+                  fill=(150, 150, 160), font=font, anchor="lm")
     return im
 
 

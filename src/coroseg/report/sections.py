@@ -2,35 +2,89 @@
 
 Every section function returns its HTML (``""`` when its inputs are missing) and appends a
 one-line note for anything it could not draw; a figure that fails is logged and noted, never
-fatal, so the metrics still reach the page.
+fatal, so the metrics still reach the page. The per-case parts (table, figures, crops) are in
+:mod:`coroseg.report.cases`.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from coroseg.errors import CorosegError, InputError
-from coroseg.report.markdown import markdown_to_html
-
-if TYPE_CHECKING:
-    from coroseg.report.html import CaseFiles
 
 log = logging.getLogger("coroseg.report.html")
 
+#: WebP quality of embedded figures: contours and text stay sharp, a 1250 x 314 overlay is ~40 KB
+#: (its PNG: ~240 KB); the PNG/GIF files themselves stay beside the report in figures/
+WEBP_QUALITY = 88
+#: animations (the 3D turn: ~120 KB instead of a ~470 KB GIF) tolerate a little more loss
+WEBP_QUALITY_ANIMATED = 72
 
-def _img(path: Path, alt: str) -> str:
-    mime = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}[path.suffix.lower()]
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
+
+def _webp(path: Path) -> bytes | None:
+    """The figure as WebP, lossy or lossless whichever is smaller (animations keep their frames); None
+    when this Pillow cannot write WebP."""
+    from PIL import Image, features
+
+    if not features.check("webp"):
+        return None
+    with Image.open(path) as im:
+        animated = getattr(im, "n_frames", 1) > 1
+        src = im if animated else im.convert("RGB")
+        outs = []
+        for opts in ({"quality": WEBP_QUALITY_ANIMATED if animated else WEBP_QUALITY}, {"lossless": True}):
+            buf = io.BytesIO()
+            src.save(buf, format="WEBP", method=4, **({"save_all": True, "loop": 0} if animated else {}), **opts)
+            outs.append(buf.getvalue())
+    return min(outs, key=len)
+
+
+def embed_image(path: Path, alt: str) -> str:
+    """``<img>`` with the figure inline (a ``data:`` URI), re-encoded as WebP when that is smaller.
+
+    The page stays one self-contained file (mail it, attach it) at ~0.25 MB a fully drawn case
+    (overlay, radius profile, 3D turn) instead of ~1 MB with the PNG and GIF bytes.
+    """
+    raw = path.read_bytes()
+    mime = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+            ".webp": "image/webp"}[path.suffix.lower()]
+    small = _webp(path) if mime in ("image/png", "image/gif") else None
+    if small is not None and len(small) < len(raw):
+        raw, mime = small, "image/webp"
+    data = base64.b64encode(raw).decode("ascii")
     return f'<img src="data:{mime};base64,{data}" alt="{html.escape(alt)}">'
+
+
+def markdown_to_html(text: str) -> str:
+    """Render Markdown (CommonMark + pipe tables, :mod:`markdown_it`) for the page; raw HTML is escaped.
+
+    Headings move down two levels (``#`` -> ``<h3>``): the page already has its ``<h1>`` and
+    section ``<h2>``; tables get ``class="md"``.
+
+    Examples
+    --------
+    >>> markdown_to_html("# T")
+    '<h3>T</h3>\n'
+    """
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
+    tokens = md.parse(text)
+    for tok in tokens:
+        if tok.type in ("heading_open", "heading_close"):
+            tok.tag = f"h{min(6, int(tok.tag[1]) + 2)}"
+        elif tok.type == "table_open":
+            tok.attrSet("class", "md")
+    return md.renderer.render(tokens, md.options, {})
 
 
 def _fmt_value(v: str) -> str:
@@ -117,8 +171,12 @@ def _config_rows(cfg: dict) -> list[tuple[str, str]]:
             ("seed", fmt(g("seed")))]
     train = g("train", default={}) or {}
     if isinstance(train, dict) and train:
-        rows.append(("training", ", ".join(f"{k}={fmt(v)}" for k, v in train.items()
-                                           if not isinstance(v, (dict, list)))))
+        # with a patch budget the budget sets the number of epochs and "epochs" is never used:
+        # showing it (epochs=100 for a run that trained 61) misleads; the Training section has the count
+        budget = train.get("patch_budget") is not None
+        rows.append(("training settings", ", ".join(f"{k}={fmt(v)}" for k, v in train.items()
+                                                    if not isinstance(v, (dict, list))
+                                                    and not (budget and k == "epochs"))))
     rows.append(("coroseg version", fmt(g("coroseg_version"))))
     return [(k, v) for k, v in rows if v not in ("–", "– (–)")]
 
@@ -131,64 +189,6 @@ def _safe(what: str, notes: list[str], fn, *args, **kwargs):
         log.warning("report: %s failed: %s", what, exc)
         notes.append(f"{what}: not drawn ({exc})")
         return None
-
-
-def _case_arrays(case: CaseFiles):
-    """Read image (or None), pred, label (or None) on one grid; pred/label resampled to the image if needed."""
-    from coroseg.io.volume import grid_mismatch, read_volume, resample_to_grid
-
-    pred = read_volume(case.pred, is_label=True)
-    ref = read_volume(case.label, is_label=True) if case.label else None
-    img = read_volume(case.image) if case.image else None
-    base = img if img is not None else pred
-    if pred is not base and grid_mismatch(pred, base):
-        pred = resample_to_grid(pred, base)
-    if ref is not None and grid_mismatch(ref, base):
-        ref = resample_to_grid(ref, base)
-    return (None if img is None else img.array, pred.array > 0, None if ref is None else ref.array > 0,
-            base.spacing, base)
-
-
-def _crop_figures(case: CaseFiles, cfg: dict, fig_dir: Path, notes: list[str]) -> list[Path]:
-    """Crop-vs-grid still + GIF for one case with :mod:`coroseg.prior` (needs image + label).
-
-    Crop centres come from the skeleton of the ground truth (an oracle centerline) with the
-    run's patch size converted from model voxels to image voxels (``patch * model spacing /
-    image spacing``); 2D runs get a 64^3 size so the picture stays meaningful.
-    """
-    try:
-        from coroseg.prior import figures as pfig
-        from coroseg.prior.crops import crop_centres
-        from coroseg.prior.grid import grid_tiles
-    except ImportError as exc:  # prior module absent in this build
-        notes.append(f"crop-vs-grid figure: coroseg.prior unavailable ({exc})")
-        return []
-    from skimage.morphology import skeletonize
-
-    from coroseg.io.volume import read_volume
-
-    img = read_volume(case.image)
-    lab = read_volume(case.label, is_label=True)
-    patch = [int(s) for s in (cfg.get("patch_size") or [64, 64, 64])]
-    model_sp = [float(s) for s in (cfg.get("spacing") or img.spacing)]
-    if len(patch) != 3 or patch[0] == 1:
-        patch = [64, 64, 64]
-    size = [max(4, int(round(p * m / s))) for p, m, s in zip(patch, model_sp, img.spacing)]
-    size = [min(a, b) for a, b in zip(size, img.shape)]
-    pts = np.argwhere(skeletonize(lab.array > 0))
-    if pts.size == 0:
-        return []
-    centres = crop_centres(pts, size=size, spacing=img.spacing, shape=img.shape)
-    grid = grid_tiles(img.shape, size)
-    # hand the prior figures an image already windowed to [0, 1] (CTA window -200..800 HU) and
-    # flagged as a label, so they show it as is instead of taking whole-volume percentiles per
-    # frame (which costs ~1 s a frame on a 512 x 512 x 200 scan)
-    shown = img.with_array(np.clip((img.array.astype(np.float32) + 200.0) / 1000.0, 0.0, 1.0), is_label=True)
-    img = shown
-    return [pfig.plot_crops_vs_grid(img, centres, grid, size, fig_dir / f"{case.case_id}_crops_vs_grid.png",
-                                    label=lab),
-            pfig.crops_gif(img, centres, size, fig_dir / f"{case.case_id}_crops.gif", grid_centres=grid, label=lab,
-                           step=max(2, size[0] // 8), max_side=320)]
 
 
 def read_run_config(run_dir: Path) -> dict:
@@ -225,7 +225,7 @@ def config_section(cfg: dict, run_dir: Path) -> str:
 
 
 def metrics_section(test_dir: Path | None) -> str:
-    """2. the test results: ``summary.md`` and the per-case table."""
+    """2. the test results: ``summary.md``, and every row of the metrics CSV (folded away)."""
     if test_dir is None:
         return ""
     body = []
@@ -236,83 +236,125 @@ def metrics_section(test_dir: Path | None) -> str:
         from coroseg.report.figures import read_metrics_csv
 
         cols, rows = read_metrics_csv(mcsv)
-        body.append(f"<h3>Per case ({html.escape(mcsv.name)})</h3>" + _csv_table(cols, rows))
         if not (test_dir / "summary.md").is_file() and rows:
             body.insert(0, "<h3>Summary</h3>" + _csv_table(cols, _mean_rows(cols, rows)))
+        body.append(f"<details><summary>every metric of every case ({html.escape(mcsv.name)}, {len(rows)} rows)"
+                    f"</summary>{_csv_table(cols, rows)}</details>")
     if not body:
         body.append('<p class="note">no summary.md or per-case metrics CSV in the test folder</p>')
     return (f"<section><h2>Test results</h2><p>Test folder: <code>{html.escape(str(test_dir))}</code></p>"
             + "\n".join(body) + "</section>")
 
 
-def curves_section(run_dir: Path, fig_dir: Path, notes: list[str]) -> str:
-    """3. the training curves (the run's picture, else drawn from its ``metrics.csv``)."""
+def _epochs_trained(metrics_csv: Path) -> dict[str, dict]:
+    """Per phase of a training log: epochs run, patches seen, best validation Dice and its epoch, and
+    which centerline the validation used (``val_centerline``; :func:`coroseg.train.curves.val_source`)."""
+    from coroseg.report.figures import _float, read_metrics_csv
+    from coroseg.train.curves import val_source
+
+    cols, rows = read_metrics_csv(metrics_csv)
+    if "epoch" not in cols:
+        return {}
+    out: dict[str, dict] = {}
+    for r in rows:
+        ph = out.setdefault(r.get("phase") or "model", {"epochs": 0, "patches": math.nan, "best": math.nan,
+                                                          "best_epoch": None, "sources": {}})
+        epoch, patches, d = _float(r["epoch"]), _float(r.get("patches")), _float(r.get("val_dice"))
+        if math.isfinite(epoch):
+            ph["epochs"] = max(ph["epochs"], int(epoch))
+        if math.isfinite(patches):  # cumulative: the last row's count is the phase's
+            ph["patches"] = patches
+        if math.isfinite(d):
+            ph["sources"][val_source(r)] = None
+            if ph["best_epoch"] is None or d > ph["best"]:
+                ph["best"], ph["best_epoch"] = d, r["epoch"]
+    return out
+
+
+def training_rows(cfg: dict, run_dir: Path) -> list[tuple[str, str, str, str]]:
+    """``(phase, epochs trained, best validation Dice, why it stopped)`` per phase, in training order; the
+    Dice cell names the validation's centerline, e.g. ``0.812 (epoch 3; automatic centerline)``."""
+    train = cfg.get("train") if isinstance(cfg.get("train"), dict) else {}
+    stopped = train.get("stopped") if isinstance(train.get("stopped"), dict) else {}
+    log_csv = run_dir / "metrics.csv"
+    done = _epochs_trained(log_csv) if log_csv.is_file() else {}
+    phases = list(dict.fromkeys([*(train.get("phase_order") or []), *done, *stopped]))
+    running = cfg.get("status") == "running"
+    rows = []
+    for ph in phases:
+        d = done.get(ph, {})
+        epochs = f"{d['epochs']}" + (f" ({d['patches']:.0f} patches)" if math.isfinite(d["patches"]) else "") \
+            if d else "–"
+        best = "–"
+        if d and d["best_epoch"] is not None:  # says which prior: an ORACLE-centerline Dice is an upper bound
+            best = f"{d['best']:.3f} (epoch {d['best_epoch']}; {' / '.join(d['sources'])})"
+        why = stopped.get(ph) or ("still training (or interrupted: resume with --resume)" if running
+                                  else "not recorded (a run made before coroseg kept the reason)")
+        rows.append((ph, epochs, best, why))
+    return rows
+
+
+def training_section(cfg: dict, run_dir: Path, fig_dir: Path, notes: list[str]) -> str:
+    """3. training: epochs trained and why each phase stopped (``config.json`` ``train.stopped``), the curves."""
+    rows = training_rows(cfg, run_dir)
+    table = ""
+    if rows:
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+        table = ('<table class="kv"><thead><tr><th>phase</th><th>epochs trained</th>'
+                 '<th>best validation Dice (centerline used)</th>'
+                 f"<th>why it stopped</th></tr></thead><tbody>{body}</tbody></table>")
     curves = run_dir / "training_curves.png"
     if not curves.is_file() and (run_dir / "metrics.csv").is_file():
         from coroseg.report.figures import training_curves
 
         curves = _safe("training curves", notes, training_curves, run_dir / "metrics.csv",
                        fig_dir / "training_curves.png")
-    if curves is None or not Path(curves).is_file():
+    fig = ""
+    if curves is not None and Path(curves).is_file():
+        fig = (f"<figure>{embed_image(Path(curves), 'training curves')}<figcaption>training loss and validation "
+               "Dice per epoch (validation runs the prediction code on whole validation scans; each curve names "
+               "its centerline: automatic, ORACLE or none)</figcaption></figure>")
+    if not (table or fig):
         return ""
-    return (f"<section><h2>Training</h2><figure>{_img(Path(curves), 'training curves')}"
-            "<figcaption>training loss and validation metrics per epoch</figcaption></figure></section>")
+    return f"<section><h2>Training</h2>{table}{fig}</section>"
 
 
-def cases_section(cases: Sequence[CaseFiles], fig_dir: Path, notes: list[str], *, max_cases: int, max_3d: int) -> str:
-    """4. per case: an overlay figure (first ``max_cases``) and a rotating 3D view (first ``max_3d``)."""
-    if not cases:
-        return ""
-    from coroseg.report.figures import overlay_figure
-    from coroseg.report.render3d import render3d_gif, render3d_png
-
-    blocks = []
-    for n, case in enumerate(cases[: max(max_cases, max_3d)]):
-        arrays = _safe(f"{case.case_id}: reading volumes", notes, _case_arrays, case)
-        if arrays is None:
+def _synth_manifest(root: Path | None) -> dict | None:
+    """The ``manifest.json`` that ``coroseg synth`` writes at a dataset's root (or one folder up), if any."""
+    if root is None:
+        return None
+    for folder in (Path(root), Path(root).parent):
+        try:
+            m = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
             continue
-        image, pred, ref, spacing, _ = arrays
-        cells = []
-        if n < max_cases and image is not None:
-            p = _safe(f"{case.case_id} overlay", notes, overlay_figure, image, pred, ref,
-                      fig_dir / f"{case.case_id}_overlay.png", spacing=spacing)
-            if p is not None:
-                cells.append(f'<figure class="ov">{_img(p, case.case_id + " overlay")}<figcaption>'
-                             "axial slices through the vessel-richest levels, a coronal slice and a slab MIP; "
-                             "amber = prediction, cyan = ground truth</figcaption></figure>")
-        elif image is None:
-            notes.append(f"{case.case_id}: no image found (pass --data) — overlay skipped")
-        if n < max_3d:
-            g = _safe(f"{case.case_id} 3D view", notes, render3d_gif, pred, ref,
-                      fig_dir / f"{case.case_id}_3d.gif", spacing=spacing, title=case.case_id)
-            if n == 0:
-                _safe(f"{case.case_id} 3D still", notes, render3d_png, pred, ref,
-                      fig_dir / f"{case.case_id}_3d.png", spacing=spacing, title=case.case_id)
-            if g is not None:
-                legend = "gold = true positive, red = false positive, blue = false negative" if ref is not None \
-                    else "prediction (no ground truth)"
-                cells.append(f'<figure class="r3d">{_img(g, case.case_id + " 3D")}<figcaption>3D, '
-                             f"rotating about the superior axis: {legend}</figcaption></figure>")
-        if cells:
-            blocks.append(f"<h3>{html.escape(case.case_id)}</h3><div class=\"case\">{''.join(cells)}</div>")
-    return ("<section><h2>Cases</h2>" + "\n".join(blocks) + "</section>") if blocks else ""
+        if isinstance(m, dict) and m.get("generator") == "coroseg.synth":
+            return m
+    return None
 
 
-def crops_section(run_dir: Path, test_dir: Path | None, fig_dir: Path, cases: Sequence[CaseFiles], cfg: dict,
-                  notes: list[str], *, draw: bool) -> str:
-    """5. crop-vs-grid pictures: any found on disk, else (``draw``) drawn for the first case."""
-    found: list[Path] = []
-    for d in dict.fromkeys([run_dir, test_dir, run_dir / "figures", fig_dir]):
-        if d is not None and Path(d).is_dir():
-            found += [p for p in sorted(Path(d).iterdir())
-                      if "crops" in p.name.lower() and p.suffix.lower() in (".png", ".gif") and p.is_file()]
-    if not found and draw and cases and cases[0].image and cases[0].label:
-        found = _safe("crop-vs-grid figures", notes, _crop_figures, cases[0], cfg, fig_dir, notes) or []
+def synthetic_notice(cfg: dict, data_dir: Path | None) -> str:
+    """A banner when the training or test data are phantoms made by ``coroseg synth``.
+
+    The signal is the dataset's ``manifest.json`` with ``"generator": "coroseg.synth"`` (written
+    with every synthetic dataset, never by a real one), looked up at the run's training data
+    root and at the test data root. Nothing is said when neither folder can be found.
+    """
+    data = cfg.get("data") if isinstance(cfg.get("data"), dict) else {}
+    roots = {"training": Path(data["root"]) if data.get("root") else None, "test": data_dir}
+    found = {what: m for what, root in roots.items() if (m := _synth_manifest(root)) is not None}
     if not found:
         return ""
-    imgs = "".join(f"<figure>{_img(p, p.stem)}<figcaption>{html.escape(p.name)}</figcaption></figure>"
-                   for p in dict.fromkeys(found))
-    return "<section><h2>Centerline crops vs a fixed grid</h2>" + imgs + "</section>"
+    parts = []
+    for what, m in found.items():
+        kind = "rendered around real coronary trees" if m.get("anatomy_dir") else "procedural coronary trees"
+        shift = ", appearance outside the training ranges" if str(m.get("appearance", "")).startswith("shifted") else ""
+        parts.append(f"{what} data: {m.get('n_cases', '?')} phantoms ({kind}{shift}; preset "
+                     f"{m.get('preset', '?')}, seed {m.get('seed', '?')})")
+    return ('<section class="synthetic"><h2>Synthetic data</h2><p>The '
+            + " and ".join(sorted(found)) + " cases are <strong>synthetic CT phantoms</strong> made by "
+            "<code>coroseg synth</code>, not patient scans: " + html.escape("; ".join(parts)) + ". Numbers on this "
+            "page measure the method on phantoms and are not real-data results (README, Limitations).</p></section>")
 
 
 def notes_section(notes: list[str]) -> str:
@@ -323,5 +365,5 @@ def notes_section(notes: list[str]) -> str:
             + "</ul></section>")
 
 
-__all__ = ["read_run_config", "config_section", "metrics_section", "curves_section", "cases_section",
-           "crops_section", "notes_section", "find_metrics_csv"]
+__all__ = ["read_run_config", "config_section", "metrics_section", "training_section", "training_rows",
+           "synthetic_notice", "notes_section", "find_metrics_csv", "embed_image", "markdown_to_html"]

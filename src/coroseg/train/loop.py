@@ -239,8 +239,9 @@ def _end_epoch(phase: Phase, ctx: FitContext, state: TrainState, run: _Fitting, 
            "val_centerline": phase.val_centerline if not math.isnan(val_dice) else None,
            "lr": run.opt.param_groups[0]["lr"], "seconds": secs, "patches_per_s": seen / max(secs, 1e-9)}
     state.history.append(row)
-    log.info("%s epoch %d/%d: loss %.4f, val Dice %s, %.1f patches/s", phase.name, epoch + 1, len(run.steps),
-             mean_loss, "-" if math.isnan(val_dice) else f"{val_dice:.4f}", row["patches_per_s"])
+    log.info("%s epoch %d/%d: loss %.4f, %s %s, %.1f patches/s", phase.name, epoch + 1, len(run.steps), mean_loss,
+             phase.val_label, "-" if math.isnan(val_dice) else f"{val_dice:.4f}",
+             row["patches_per_s"])
     if info.is_main:
         if improved:
             save_weights(run.net, ctx.run_dir / phase.best_file, ctx.config)

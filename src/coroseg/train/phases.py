@@ -56,6 +56,14 @@ class Phase:
             return None
         return "auto" if self.cfg.locator is not None else "reference"
 
+    @property
+    def val_label(self) -> str:
+        """``"val Dice (automatic centerline)"``, ``"(ORACLE centerline)"`` or ``"(whole volume)"``: how the
+        epoch line names this phase's validation Dice, as the curves and the report do."""
+        from coroseg.train.curves import val_label
+
+        return val_label([{"val_centerline": self.val_centerline}])
+
     def epoch_len(self, epoch: int, plan_size: int) -> int:
         """Patches in ``epoch``: the plan size, cut by the remaining patch budget."""
         return plan_size if self.budget is None else min(plan_size, max(0, self.budget - epoch * plan_size))
