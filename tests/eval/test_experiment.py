@@ -23,13 +23,25 @@ def test_experiment_toy_end_to_end(tmp_path: Path) -> None:
     out = tmp_path / "exp"
     assert (out / "results.md").read_text() == text
     assert (out / "dice_vs_budget.png").stat().st_size > 1000
-    lines = [ln for ln in text.splitlines()
+    table = text.split("## Centerline recall")[0]
+    lines = [ln for ln in table.splitlines()
              if ln.startswith("| unet") or ln.startswith("| HU") or ln.startswith("| Frangi")]
     # grid: one row; each crop arm: auto + ORACLE rows; two classical baselines
     assert len(lines) == 1 + 2 + 2 + 2
     assert any("ORACLE" in ln for ln in lines)
-    assert "unet3d_crop@50%" in text
-    assert "| 4 |" in text  # the 50% arm trained on half the budget
+    cells = {ln.split("|")[1].strip() + "/" + ln.split("|")[2].strip(): [c.strip() for c in ln.split("|")[3:6]]
+             for ln in lines}
+    # the budget counts every network: the grid's 8 patches; a crop arm's 4 + 4 (locator); the 50 % arm 2 + 2
+    assert cells["unet3d_grid/-"] == ["8", "-", "8"]
+    assert cells["unet3d_crop/auto"] == ["4", "4", "8"]
+    assert cells["unet3d_crop@50%/auto"] == ["2", "2", "4"]
+    assert "## Key contrasts" in text and "## Every case" in text
+    import csv
+
+    with open(out / "results.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    crop = next(r for r in rows if r["arm"] == "unet3d_crop")
+    assert int(crop["patches_seen"]) >= 8 and float(crop["gvox"]) > 0 and "cl_recall_thin" in crop
 
 
 def test_results_markdown_mean_and_std_over_seeds() -> None:
@@ -43,5 +55,32 @@ def test_results_markdown_mean_and_std_over_seeds() -> None:
     text = results_markdown(rows, patch_budget=100, seeds=(0, 1), data_dir="d")
     row = next(ln for ln in text.splitlines() if ln.startswith("| unet3d_grid"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[3] == "0.700 ± 0.100"  # per-seed means 0.6 and 0.8
-    assert cells[7] == "2.00 ± 0.00"  # the infinite HD95 (empty prediction) is left out, not averaged in
+    assert cells[7] == "0.700 ± 0.100"  # per-seed means 0.6 and 0.8
+    assert cells[11] == "2.00 ± 0.00"  # the infinite HD95 (empty prediction) is left out, not averaged in
+    assert cells[13] == "2"  # ... and counted: case "a" in both seeds
+
+
+def test_arm_budget_counts_the_locator() -> None:
+    assert Arm("unet3d_grid").patches(3000, 0.5) == (3000, 0)
+    assert Arm("unet3d_crop").patches(3000, 0.5) == (1500, 1500)
+    assert Arm("unet3d_crop", 0.5).patches(3000, 0.5) == (750, 750)
+    assert Arm("unet2d_crop").patches(3000, 0.25) == (2250, 750)
+    assert Arm("unet3d_crop", attention=False).name == "unet3d_crop_noatt"
+
+
+def test_paired_difference_known_answer_and_verdict() -> None:
+    from coroseg.experiment import paired_difference, verdict
+
+    rows = []
+    for seed in (0, 1):
+        for i in range(5):
+            rows.append({"arm": "a", "centerline": "auto", "seed": seed, "case_id": f"c{i}", "dice": 0.5 + 0.1 * seed})
+            rows.append({"arm": "b", "centerline": "none", "seed": seed, "case_id": f"c{i}", "dice": 0.4 + 0.1 * seed})
+    rows.append({"arm": "a", "centerline": "auto", "seed": 0, "case_id": "unpaired", "dice": 0.0})
+    d = paired_difference(rows, ("a", "auto"), ("b", "none"))
+    assert d["n"] == 10 and d["seeds"] == 2  # the unpaired case is left out
+    assert d["mean"] == pytest.approx(0.1) and d["lo"] == pytest.approx(0.1) and d["hi"] == pytest.approx(0.1)
+    assert verdict(d).startswith("A better")
+    assert verdict({"lo": -0.02, "hi": 0.03}).startswith("no clear difference")
+    assert verdict({"lo": -0.05, "hi": -0.01}).startswith("B better")
+    assert paired_difference(rows, ("a", "auto"), ("missing", "none")) is None

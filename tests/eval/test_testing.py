@@ -78,3 +78,21 @@ def test_an_empty_split_and_an_unknown_mode_are_refused(dataset, tmp_path):
     with pytest.raises(CorosegError, match="centerline mode must be one of auto, gt, none, not 'ref'"):
         test_run(_run("unet3d_grid"), dataset, tmp_path / "o", centerlines=("ref",), device="cpu", progress=False)
     assert not (tmp_path / "o").exists()  # nothing half-written
+
+
+def test_empty_reference_label_is_flagged_not_scored(tmp_path):
+    """A test case whose label has no vessel would score Dice 1 for an empty prediction (or 0 for
+    any other): neither says anything, so its row is flagged and its scores are NaN."""
+    import math
+
+    image, label, graph = tube_phantom()
+    for split, cid, lab in (("train", "t0", label), ("test", "full", label),
+                            ("test", "empty", label.with_array(label.array * 0))):
+        base = tmp_path / "ds" / split / "Normal"
+        write_volume(image, base / "CTCA" / f"{cid}.nrrd")
+        write_volume(lab, base / "Annotations" / f"{cid}.nrrd")
+    rows, _ = test_run(_run("unet3d_grid"), tmp_path / "ds", tmp_path / "out", centerlines=("none",),
+                       device="cpu", progress=False)
+    by_id = {r["case_id"]: r for r in rows}
+    assert by_id["empty"]["empty_reference"] is True and math.isnan(by_id["empty"]["dice"])
+    assert by_id["full"]["empty_reference"] is False and by_id["full"]["dice"] > 0.8

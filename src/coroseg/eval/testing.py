@@ -18,6 +18,8 @@ from tqdm import tqdm
 from coroseg.data.cache import load_centerline, read_case
 from coroseg.data.layouts import Case, load_dataset
 from coroseg.errors import CorosegError
+from coroseg.eval.centerline_recall import KEYS as CL_KEYS
+from coroseg.eval.centerline_recall import centerline_recall
 from coroseg.eval.evaluate import summary_table, write_csv
 from coroseg.eval.metrics import all_metrics
 from coroseg.io.atomic import staged_files, write_text
@@ -27,7 +29,7 @@ log = logging.getLogger(__name__)
 
 #: how a centerline mode is reported: the ground truth is an oracle, not a result
 MODE_LABELS = {"auto": "auto", "gt": "oracle", "none": "none"}
-TABLE_METRICS = ("dice", "precision", "recall", "voxel_accuracy", "hd95_mm", "cldice", "betti0_error")
+TABLE_METRICS = ("dice", "precision", "recall", "voxel_accuracy", "hd95_mm", "cldice", "cl_recall", "betti0_error")
 
 
 def split_cases(run_dir: str | Path | None, data_dir: str | Path, split: str) -> list[Case]:
@@ -101,9 +103,12 @@ def test_run(run_dir, data_dir: str | Path, out_dir: str | Path, *, split: str |
             for case in cases:
                 image, label = read_case(case)  # once per case, checked as in training
                 ref = label.array > 0
+                # the reference centerline: a file, or (needed anyway for an ORACLE run) the label's
+                graph = (load_centerline(case, label)[0] if case.centerline is not None or "gt" in centerlines
+                         else None)
                 for mode in centerlines:
-                    rows.append({**_test_one(run, case, image, label, ref, mode, dev, stage, save_predictions, tta),
-                                 **named})
+                    rows.append({**_test_one(run, case, image, label, ref, mode, dev, stage, save_predictions, tta,
+                                             graph), **named})
                     bar.update(1)
         finally:
             bar.close()  # before any error line, so the bar does not redraw after it
@@ -117,12 +122,15 @@ def test_run(run_dir, data_dir: str | Path, out_dir: str | Path, *, split: str |
 
 
 def _test_one(run, case: Case, image, label, ref: np.ndarray, mode: str, dev, out_dir: Path,
-              save_predictions: bool, tta: bool = False) -> dict:
-    """Predict one case with one centerline mode and score it against ``ref``."""
+              save_predictions: bool, tta: bool = False, graph=None) -> dict:
+    """Predict one case with one centerline mode and score it against ``ref`` (and, when the
+    reference centerline ``graph`` is known, centerline recall by vessel radius)."""
     from coroseg.infer.pipeline import predict_volume
 
     # the reference centerline is read against the label (ASOCA .vtp files use an image frame)
-    prior = load_centerline(case, label)[0] if mode == "gt" else ("auto" if mode == "auto" else "none")
+    if mode == "gt" and graph is None:
+        graph = load_centerline(case, label)[0]
+    prior = graph if mode == "gt" else ("auto" if mode == "auto" else "none")
     t0 = time.perf_counter()
     pred = predict_volume(run, image, centerline=prior, device=dev,
                           centerline_source="oracle" if mode == "gt" else None, extract_centerline=False,
@@ -131,9 +139,14 @@ def _test_one(run, case: Case, image, label, ref: np.ndarray, mode: str, dev, ou
     if save_predictions:
         sub = "pred" if mode != "gt" else "pred-oracle"
         write_volume(pred.seg, out_dir / sub / f"{case.case_id}_seg.nrrd")
+    by_radius = centerline_recall(graph, pred.seg) if graph is not None else {k: float("nan") for k in CL_KEYS}
+    scores = all_metrics(pred.seg.array > 0, ref, spacing=image.spacing)
+    if not ref.any():  # nothing to find: Dice would be 1 for an empty prediction, which says nothing
+        log.warning("%s: the label is empty (no vessel voxels); the case is flagged and not scored", case.label)
+        scores = {k: float("nan") for k in scores}
     return {"case_id": case.case_id, "group": case.group or "", "centerline": MODE_LABELS[mode],
-            **all_metrics(pred.seg.array > 0, ref, spacing=image.spacing),
-            "seconds": round(seconds, 2), "crops": pred.info.get("n_crops")}
+            "empty_reference": bool(not ref.any()), **scores, **by_radius, "seconds": round(seconds, 2),
+            "crops": pred.info.get("n_crops")}
 
 
 def results_by_mode(rows: list[dict], *, title: str) -> str:

@@ -13,6 +13,11 @@ when odd; the first 60 % of the cases go to ``train``, the next 20 % to ``val``,
 ``test``, with at least one ``val`` and one ``test`` case once there are 3 cases or more (2
 cases: train + test; 1 case: train). Case ``i``'s parameters come from
 ``numpy.random.default_rng([seed, i])``, so a case does not depend on how many are written.
+
+Real trees (``anatomy_dir``, :func:`anatomy_plan`) never straddle splits: with at most one case
+per tree, case ``i`` renders tree ``i`` (name order); with more cases than trees, the trees are
+split first (the same rule, over a permutation drawn from ``default_rng([seed, 7])``, so each seed
+redraws it) and each split's cases cycle through that split's trees only.
 """
 
 from __future__ import annotations
@@ -48,6 +53,31 @@ def split_plan(n_cases: int) -> list[tuple[str, str]]:
         counts = (n_cases - n_val - n_test, n_val, n_test)
     splits = ["train"] * counts[0] + ["val"] * counts[1] + ["test"] * counts[2]
     return [(s, "Normal" if i % 2 == 0 else "Diseased") for i, s in enumerate(splits)]
+
+
+def anatomy_plan(plan: list[tuple[str, str]], trees: list[Path], *, seed: int,
+                 source: Path | None = None) -> list[Path]:
+    """The real tree each case of ``plan`` renders, no tree in two splits (module docstring).
+
+    Raises :class:`~coroseg.errors.InputError` (naming ``source``) when a split has cases but
+    the trees are too few to give it one of its own.
+    """
+    if len(plan) <= len(trees):
+        return list(trees[:len(plan)])
+    order = np.random.default_rng([seed, 7]).permutation(len(trees))
+    own: dict[str, list[Path]] = {"train": [], "val": [], "test": []}
+    for t, (split, _) in zip(order, split_plan(len(trees))):
+        own[split].append(trees[int(t)])
+    used = dict.fromkeys(own, 0)
+    out = []
+    for split, _ in plan:
+        if not own[split]:
+            raise InputError(f"{len(plan)} cases need a {split} split, but {len(trees)} tree(s) cannot give "
+                             f"train, val and test trees of their own: give at least 3 trees or at most "
+                             f"{len(trees)} case(s)", source)
+        out.append(own[split][used[split] % len(own[split])])
+        used[split] += 1
+    return out
 
 
 def case_params(i: int, *, seed: int, preset: str, group: str, anatomy_case: str | None = None,
@@ -108,7 +138,8 @@ def synth_dataset(out_dir: str | Path, n_cases: int, *, preset: str = "small", a
         axis (about 1-3 s per case), for demos and tests.
     anatomy_dir : str or Path, optional
         ASOCA-style folder with ``Annotations/*.nrrd`` and ``Centerlines/*.vtp``: each case
-        renders CT around a real tree (cycled in file-name order) instead of a procedural one.
+        renders CT around a real tree instead of a procedural one; a tree's renders all go to one
+        split (:func:`anatomy_plan`).
     seed : int
         Same seed -> byte-identical files.
     shift : bool
@@ -133,24 +164,24 @@ def synth_dataset(out_dir: str | Path, n_cases: int, *, preset: str = "small", a
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"cannot write output folder ({exc.strerror})", out) from None
+    plan = split_plan(int(n_cases))
     real = None
     if anatomy_dir is not None:
         from coroseg.synth.realtree import list_anatomy_cases
 
-        real = list_anatomy_cases(anatomy_dir)
-    plan = split_plan(int(n_cases))
+        real = anatomy_plan(plan, list_anatomy_cases(anatomy_dir), seed=seed, source=Path(anatomy_dir))
     cases = []
     it = range(len(plan))
     if progress:
         from tqdm import tqdm
 
-        it = tqdm(it, desc="synth", unit="case")
+        it = tqdm(it, desc="synth", unit="case", disable=None)  # None: off when stderr is no TTY
     t_all = time.perf_counter()
     written: list[Path] = []
     try:
         for i in it:
             split, group = plan[i]
-            anat = real[i % len(real)] if real else None
+            anat = real[i] if real else None
             params = case_params(i, seed=seed, preset=preset, group=group,
                                  anatomy_case=None if anat is None else anat.stem, shift=shift)
             if anat is not None:
@@ -174,8 +205,11 @@ def synth_dataset(out_dir: str | Path, n_cases: int, *, preset: str = "small", a
                 "anatomy_dir": None if anatomy_dir is None else str(anatomy_dir),
                 "appearance": "shifted (coroseg.synth.shift)" if shift else "training ranges",
                 "split_rule": "case i: Normal if i even else Diseased; first 60% train, next 20% val, rest test "
-                              "(>=1 val and >=1 test from 3 cases); params from default_rng([seed, i])",
+                              "(>=1 val and >=1 test from 3 cases); params from default_rng([seed, i]); real trees: "
+                              "one split each (coroseg.synth.dataset.anatomy_plan)",
                 "cases": cases}
+    if real:
+        manifest["anatomy_splits"] = {p.stem: split for p, (split, _) in zip(real, plan)}
     write_json(out / "manifest.json", manifest)
     log.info("wrote %d cases to %s in %.1f s", len(cases), out, time.perf_counter() - t_all)
     return manifest
