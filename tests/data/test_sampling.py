@@ -134,3 +134,20 @@ def test_prepare_case_reads_centerline_file_else_extracts_it(tmp_path):
     idx = np.rint(b.centerline_index()).astype(int)
     assert b.label[tuple(idx.T)].mean() > 0.9
     assert a.image.dtype == np.float32 and a.image.max() == pytest.approx(5.0)  # (500 - 0) / 100
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_every_augmentation_transform_runs_on_its_patch_dimensionality(dims):
+    """Each transform forced to fire (prob 1): a 2D patch once crashed MONAI's trilinear upsampling
+    in RandSimulateLowResolutiond, but only on the ~15 % of patches that drew it."""
+    import torch
+
+    from coroseg.data.augment import build_augmentation
+
+    shape = (1,) + (16,) * dims
+    sample = {"image": torch.rand(shape), "label": (torch.rand(shape) > 0.9).long(), "prior": torch.rand(shape)}
+    for t in build_augmentation(dims, prior=True).transforms:
+        t.prob = 1.0
+        t.set_random_state(0)
+        out = t({k: v.clone() for k, v in sample.items()})
+        assert out["image"].shape == shape, type(t).__name__

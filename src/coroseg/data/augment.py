@@ -49,7 +49,9 @@ def build_augmentation(dims: int, *, strength: float = 1.0, prior: bool = False)
         # appearance, in normalised units (1 = the training set's HU standard deviation, ~140 HU):
         # resolution and sharpness first (a scanner's kernel and slice thickness), then contrast
         # and level (bolus, calibration), then noise, so noise is not smoothed away
-        T.RandSimulateLowResolutiond(keys="image", prob=0.15 * p, zoom_range=(max(0.35, 1.0 - 0.5 * s), 1.0)),
+        # MONAI's default upsampling is trilinear, which torch refuses for a 2D patch
+        T.RandSimulateLowResolutiond(keys="image", prob=0.15 * p, zoom_range=(max(0.35, 1.0 - 0.5 * s), 1.0),
+                                     upsample_mode="trilinear" if dims == 3 else "bilinear"),
         T.RandGaussianSmoothd(keys="image", sigma_x=(0.3, 0.3 + 1.2 * s), sigma_y=(0.3, 0.3 + 1.2 * s),
                               sigma_z=(0.3, 0.3 + 1.2 * s), prob=0.25 * p),
         T.RandScaleIntensityd(keys="image", factors=0.35 * s, prob=0.5 * p),
