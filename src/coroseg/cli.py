@@ -264,13 +264,18 @@ def export(
     data: Path = typer.Option(..., "--data", **EXISTING, help="Dataset folder."),
     out: Path = typer.Option(..., "--out", help="Output folder (nnU-Net raw dataset)."),
     dataset_id: int = typer.Option(501, "--dataset-id", help="nnU-Net dataset id."),
+    run: Optional[Path] = typer.Option(
+        None, "--run", **EXISTING, file_okay=False,
+        help="A training run folder: its own split (RUN/splits.json) puts its train and val cases in imagesTr "
+             "(fold 0 of splits_final.json) and its test cases in imagesTs, so nnU-Net trains and tests on the "
+             "run's cases. Its case ids must be the dataset's. Default: the dataset's own split."),
 ) -> None:
-    """Write the dataset in nnU-Net v2 raw format (with dataset.json) to compare against nnU-Net."""
-    from coroseg.data.layouts import load_dataset
-    from coroseg.eval.export import export_nnunet
+    """Write the dataset in nnU-Net v2 raw format (with dataset.json) to compare against nnU-Net; with --run,
+    on a coroseg run's own train / val / test split."""
+    from coroseg.eval.export import export_dataset
 
     _on_interrupt(f"{out}: export interrupted; nothing of this export was kept (an earlier one is unchanged)")
-    path = export_nnunet(load_dataset(data), out, dataset_id=dataset_id)
+    path = export_dataset(data, out, run=run, dataset_id=dataset_id, progress=_bars())
     typer.echo(f"nnU-Net dataset: {path}")
 
 
