@@ -320,3 +320,20 @@ def test_nnunet_channel_suffix_is_not_part_of_the_case_id(tmp_path, grid_run):
     assert [(c, p.name) for c, p, _ in pairs] == [("case_7", "case_7_seg.nii.gz")] and missing == []
     rows, _ = evaluate_folders(tmp_path / "pred", labs)
     assert [r["case_id"] for r in rows] == ["case_7"]
+
+
+def test_a_batch_folder_skips_files_named_like_labels_or_outputs(tmp_path):
+    """A label beside its scan is no second scan, and does not hide an nnU-Net folder's _0000 suffix."""
+    from coroseg.infer.pipeline import case_id, find_inputs
+
+    vol = Volume(np.zeros((2, 2, 2), np.int16), (1.0, 1.0, 1.0))
+    for name in ("a.nrrd", "a_seg.nrrd", "b.label.nii.gz", "b.img.nii.gz", "a_prob.nrrd", "c_mask.mha"):
+        write_volume(vol, tmp_path / "batch" / name)
+    assert [p.name for p in find_inputs(tmp_path / "batch")] == ["a.nrrd", "b.img.nii.gz"]
+    only_labels = tmp_path / "labels"
+    write_volume(vol, only_labels / "x_seg.nrrd")
+    assert [p.name for p in find_inputs(only_labels)] == ["x_seg.nrrd"]  # nothing else: taken as given
+    nn = tmp_path / "nn"
+    for name in ("case_0000.nrrd", "case_0000_seg.nrrd"):
+        write_volume(vol, nn / name)
+    assert case_id(nn / "case_0000.nrrd") == "case"

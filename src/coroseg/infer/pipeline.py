@@ -369,7 +369,9 @@ def find_inputs(path: str | Path) -> list[Path]:
     """The scans under ``path``: the file itself, a DICOM series folder, or a folder's volume files.
 
     A folder holding volume files (``.nrrd``, ``.nii.gz``, ...) is a batch, sorted by name;
-    a folder holding none is read as one DICOM series.
+    a folder holding none is read as one DICOM series. In a batch, files named like labels or
+    outputs (:func:`is_label_like`: ``<id>_seg``, ``<id>.label``, ``<id>_prob``, ...) are not
+    scans and are skipped, with a log line, unless nothing else is there.
     """
     from coroseg.io.volume import check_regular_file, volume_extension
 
@@ -384,12 +386,29 @@ def find_inputs(path: str | Path) -> list[Path]:
                              ".nrrd, .nii(.gz), .mha/.mhd file or a DICOM folder", path)
         return [path]
     files = sorted(p for p in path.iterdir() if p.is_file() and volume_extension(p) and not p.name.startswith("."))
+    scans = [p for p in files if not is_label_like(p)]
+    if scans and len(scans) < len(files):
+        log.info("%s: skipping %d file(s) named like labels or outputs (e.g. %s)", path, len(files) - len(scans),
+                 next(p.name for p in files if is_label_like(p)))
     if files:
-        return files
+        return scans or files
     subdirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if subdirs and not any(p.is_file() and not p.name.startswith(".") for p in path.iterdir()):
         return subdirs  # a folder of DICOM series folders
     return [path]
+
+
+#: name endings (after the extension) of label and output files, never scans to segment
+LABEL_LIKE = ("_seg", "_segmentation", "_pred", "_prediction", "_label", "_labels", "_mask", "_gt", ".label",
+              ".seg", "_prob")
+
+
+def is_label_like(path: Path) -> bool:
+    """Whether a volume file's name marks a label or an output (``a_seg.nrrd``, ``12.label.nii.gz``,
+    ``a_prob.nrrd``), not a scan (ImageCAS ``12.img.nii.gz`` is a scan)."""
+    from coroseg.io.volume import strip_extension
+
+    return strip_extension(path).lower().endswith(LABEL_LIKE)
 
 
 #: nnU-Net's channel suffix on image files (``case_0000.nii.gz``): not part of the case id
@@ -421,11 +440,12 @@ def _nnunet_folder(folder: Path) -> bool:
     if folder.name.lower().startswith("images"):
         return True
     try:
-        names = [strip_extension(p) for p in folder.iterdir() if volume_extension(p) and not p.name.startswith(".")]
+        names = [strip_extension(p) for p in folder.iterdir()
+                 if volume_extension(p) and not p.name.startswith(".") and not is_label_like(p)]
     except OSError:
         return False
     return bool(names) and all(n.endswith(NNUNET_CHANNEL) for n in names)
 
 
-__all__ = ["predict_volume", "Prediction", "resolve_device", "find_inputs", "case_id", "load", "CENTERLINE_MODES",
-           "TTA_FLIPS"]
+__all__ = ["predict_volume", "Prediction", "resolve_device", "find_inputs", "is_label_like", "case_id", "load",
+           "CENTERLINE_MODES", "TTA_FLIPS"]
