@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 DEMO_OUT ?= demo_out
 
-.PHONY: venv test test-fast lint demo demo-quick clean
+.PHONY: venv test test-fast lint demo demo-quick results clean
 
 venv: $(VENV)/.installed
 
@@ -32,6 +32,11 @@ demo: venv
 
 demo-quick: venv
 	$(VENV)/bin/coroseg demo --quick --out $(DEMO_OUT)-quick
+
+# every CPU-measured number the README and docs quote, raw outputs in docs/results/ (hours; see
+# docs/benchmarks.md "Reproducing every number"): make results RESULTS_ARGS="--only tta" for some
+results: venv
+	$(PY) benchmarks/reproduce.py $(RESULTS_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) $(DEMO_OUT)-quick .pytest_cache

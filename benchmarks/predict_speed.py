@@ -15,7 +15,8 @@ For each phantom, two methods run in separate processes (so each peak RSS is its
   differ only in where the network runs and in the pipeline around it.
 
 Prints per-stage wall time, peak RSS (and peak GPU memory on CUDA) and the Dice of both
-against the phantom's label.
+against the phantom's label; over several scans also the ratio of mean times and the spread
+(each scan's baseline / ours ratio, their median and range, each method's time range).
 
     python benchmarks/predict_speed.py --run RUN_DIR                    # an asoca-preset phantom
     python benchmarks/predict_speed.py --run RUN_DIR --preset small --cases 2
@@ -280,6 +281,19 @@ def main() -> None:
               f"Dice baseline {mean('baseline', 'dice'):.4f}, ours {mean('ours', 'dice'):.4f}; max peak RSS "
               f"baseline {max(r['baseline']['rss_mb'] for r in summary):.0f} MB, ours "
               f"{max(r['ours']['rss_mb'] for r in summary):.0f} MB")
+        print(spread_lines(summary))
+
+
+def spread_lines(summary: list[dict]) -> str:
+    """The spread over scans, not one ratio: each scan's baseline / ours time ratio, their median and
+    range, and the range of each method's end-to-end time."""
+    ratios = [r["baseline"]["wall_s"] / r["ours"]["wall_s"] for r in summary]
+    ours = [r["ours"]["wall_s"] for r in summary]
+    base = [r["baseline"]["wall_s"] for r in summary]
+    return (f"per-scan speed-up (baseline / ours): {', '.join(f'{x:.2f}x' for x in ratios)}; "
+            f"median {float(np.median(ratios)):.2f}x, range {min(ratios):.2f}-{max(ratios):.2f}x over "
+            f"{len(ratios)} scans\n"
+            f"end to end per scan: baseline {min(base):.1f}-{max(base):.1f} s, ours {min(ours):.1f}-{max(ours):.1f} s")
 
 
 if __name__ == "__main__":
