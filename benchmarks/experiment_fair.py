@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -65,10 +66,11 @@ def main() -> None:
     args = ap.parse_args()
 
     from coroseg.experiment import ARMS, ARMS_3D, run_experiment
+    from coroseg.io.atomic import write_text
 
-    command = "python benchmarks/experiment_fair.py " + " ".join(sys.argv[1:])
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                            text=True).stdout.strip()
+    command = "python benchmarks/experiment_fair.py " + shlex.join(sys.argv[1:])
+    git = lambda *a: subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True).stdout.strip()  # noqa: E731
+    commit = git("rev-parse", "--short", "HEAD") + ("-dirty" if git("status", "--porcelain", "--", "src") else "")
     t_all = time.perf_counter()
     parts = []
     for name in args.sets:
@@ -89,7 +91,7 @@ def main() -> None:
             + ", ".join(f"{n} {s / 60:.0f} min" for n, _, s in parts) + ".", ""]
     body = "\n\n".join(f"<!-- set {n} -->\n{t}" for n, t, _ in parts)
     if args.out:
-        args.out.write_text("\n".join(head) + "\n" + body)
+        write_text(args.out, "\n".join(head) + "\n" + body)  # temp file + rename: never half-written
     print("\n".join(head))
     print(body)
 

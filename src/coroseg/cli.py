@@ -302,16 +302,21 @@ def experiment(
     val_every: int = typer.Option(1, "--val-every", min=1, help="Whole-volume validation every K epochs."),
     device: Device = typer.Option(Device.auto, "--device", help="auto: CUDA when available, else CPU."),
     baselines: bool = typer.Option(True, "--baselines/--no-baselines", help="Add HU-threshold and Frangi rows."),
+    locator_share: float = typer.Option(
+        0.5, "--locator-share", min=0.0, max=1.0,
+        help="Share of a crop arm's patch budget that trains its locator (the rest trains the crop model)."),
     overrides: list[str] = typer.Option(
         [], "--set",
         help="Training option KEY=VALUE for every arm (e.g. a CPU-sized network); repeatable."),
 ) -> None:
-    """Grid vs centerline crops (2D/3D), attention ablation and budget sweep; writes results.md."""
+    """Grid vs centerline crops (2D/3D) at equal total budgets, attention ablation, crops at half the budget;
+    writes results.md with paired bootstrap intervals."""
     from coroseg.experiment import run_experiment
     from coroseg.train.options import TRAIN_OPTIONS, parse_overrides
 
     typer.echo(run_experiment(data, out, patch_budget=patch_budget, seeds=seeds, device=device.value, lr=lr,
                               val_every=val_every, batch_size=batch_size, baselines=baselines, progress=_bars(),
+                              locator_share=locator_share,
                               overrides=parse_overrides(overrides, own_options=TRAIN_OPTIONS)))
 
 

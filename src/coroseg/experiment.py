@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import logging
 import math
 import platform
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from coroseg.errors import CorosegError
 from coroseg.eval.centerline_recall import RADIUS_BANDS
 from coroseg.eval.evaluate import write_csv
 from coroseg.io.atomic import atomic_path, write_text
@@ -113,7 +115,11 @@ def run_experiment(data_dir: str | Path | Mapping[int, str | Path], out_dir: str
     from coroseg.train import train
 
     if not 0.0 < locator_share < 1.0:
-        raise ValueError(f"locator_share must be between 0 and 1, not {locator_share}")
+        raise CorosegError(f"locator share must be between 0 and 1 (exclusive), not {locator_share}")
+    for arm in arms:
+        if arm.is_crop and arm.patches(patch_budget, locator_share)[1] < 1:
+            raise CorosegError(f"a patch budget of {patch_budget} is too small for {arm.name}: a crop arm needs at "
+                             f"least 2 patches (its model and its locator)")
     data_for = dict(data_dir) if isinstance(data_dir, Mapping) else {s: data_dir for s in seeds}
     out = Path(out_dir)
     rows: list[dict] = []
@@ -132,13 +138,17 @@ def run_experiment(data_dir: str | Path | Mapping[int, str | Path], out_dir: str
                 train(data, run, model=arm.model, attention=arm.attention, patch_budget=n_model,
                       batch_size=batch_size, lr=lr, val_every=val_every, device=device, seed=seed,
                       progress=progress, resume=(run / "last.safetensors").exists(), **opts)
+            else:
+                _check_budget(run, n_model, n_loc if arm.is_crop else None)
             modes = ("auto", "gt") if arm.is_crop else ("none",)
             case_rows, _ = test_run(run, data, run / "test", centerlines=modes, device=device,
                                     save_predictions=False, progress=progress)
             cost = training_cost(run)
+            tree = case_clusters(data)
             for r in case_rows:
                 rows.append({"arm": arm.name, "model": arm.model, "seed": seed, "model_patches": n_model,
-                             "locator_patches": n_loc, "budget": n_model + n_loc, **cost, **r})
+                             "locator_patches": n_loc, "budget": n_model + n_loc,
+                             "cluster": tree.get(r["case_id"], r["case_id"]), **cost, **r})
     if baselines:
         first = arms[0].name.replace("@", "_")
         rows += classical_baselines(data_for[seeds[0]], out / "runs" / f"{first}_seed{seeds[0]}")
@@ -148,6 +158,26 @@ def run_experiment(data_dir: str | Path | Mapping[int, str | Path], out_dir: str
     write_text(out / "results.md", text)
     plot_dice_vs_budget(rows, out / "dice_vs_budget.png")
     return text
+
+
+def case_clusters(data_dir: Path) -> dict[str, str]:
+    """Case id -> the real tree it was rendered from (anatomy-mode phantoms, from ``manifest.json``);
+    cases of other datasets are their own cluster (absent here)."""
+    try:
+        manifest = json.loads((Path(data_dir) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {c["case_id"]: c["derived"]["anatomy_case"] for c in manifest.get("cases", [])
+            if isinstance(c, dict) and (c.get("derived") or {}).get("anatomy_case")}
+
+
+def _check_budget(run: Path, n_model: int, n_loc: int | None) -> None:
+    """A finished run is re-used only when it was trained with this arm's budgets."""
+    train_cfg = json.loads((run / "config.json").read_text()).get("train") or {}
+    found = (train_cfg.get("patch_budget"), (train_cfg.get("options") or {}).get("locator_budget"))
+    if found[0] != n_model or (n_loc is not None and found[1] != n_loc):
+        raise CorosegError(f"finished run was trained with {found[0]} model / {found[1]} locator patches, this "
+                           f"experiment asks {n_model} / {n_loc}; use a new --out folder", run)
 
 
 def training_cost(run: Path) -> dict:
@@ -212,7 +242,11 @@ def _per_seed_means(rows: list[dict], arm: str, mode: str, key: str) -> np.ndarr
 
 def _cell(values: np.ndarray, key: str) -> str:
     d = 2 if key.endswith("_mm") else 3
-    return "n/a" if not np.isfinite(values).any() else f"{np.nanmean(values):.{d}f} ± {np.nanstd(values):.{d}f}"
+    finite = np.asarray(values, float)[np.isfinite(values)]
+    if not finite.size:
+        return "n/a"
+    sd = float(np.std(finite, ddof=1)) if finite.size > 1 else 0.0  # sample std over seeds
+    return f"{finite.mean():.{d}f} ± {sd:.{d}f}"
 
 
 def _excluded(rows: list[dict], arm: str, mode: str) -> int:
@@ -227,30 +261,69 @@ def paired_difference(rows: list[dict], a: tuple[str, str], b: tuple[str, str], 
 
     ``a`` and ``b`` are ``(arm, centerline)``. Pairs whose value is not finite in either arm are
     left out. Returns None when no pair exists.
+
+    The pairs are not independent: every case of a seed shares that seed's trained models, and
+    the renders of one real tree share its anatomy. So the bootstrap is two-level: draw the
+    seeds with replacement, then within each drawn seed its clusters (a row's ``cluster``: the
+    real tree of an anatomy render, else the case itself) with replacement, and average every
+    pair of what was drawn. With one seed only the second level remains.
     """
     def values(arm: str, mode: str) -> dict:
-        return {(r["seed"], r["case_id"]): float(r[key]) for r in rows if r["arm"] == arm and r["centerline"] == mode}
+        return {(int(r["seed"]), r["case_id"]): (float(r[key]), str(r.get("cluster") or r["case_id"]))
+                for r in rows if r["arm"] == arm and r["centerline"] == mode and key in r}
 
     va, vb = values(*a), values(*b)
-    keys = sorted(k for k in va.keys() & vb.keys() if math.isfinite(va[k]) and math.isfinite(vb[k]))
+    keys = sorted(k for k in va.keys() & vb.keys() if math.isfinite(va[k][0]) and math.isfinite(vb[k][0]))
     if not keys:
         return None
-    diff = np.array([va[k] - vb[k] for k in keys])
+    diff = np.array([va[k][0] - vb[k][0] for k in keys])
+    # seed -> list of per-cluster (sum of differences, number of pairs)
+    groups: dict[int, dict[str, list[float]]] = {}
+    for k, d in zip(keys, diff):
+        cell = groups.setdefault(k[0], {}).setdefault(va[k][1], [0.0, 0.0])
+        cell[0] += float(d)
+        cell[1] += 1.0
+    seeds = sorted(groups)
+    sums = [np.array([c[0] for c in groups[s].values()]) for s in seeds]
+    counts = [np.array([c[1] for c in groups[s].values()]) for s in seeds]
     rng = np.random.default_rng(seed)
-    boots = diff[rng.integers(0, len(diff), size=(resamples, len(diff)))].mean(1)
+    boots = np.empty(resamples)
+    for i in range(resamples):
+        total = n = 0.0
+        for j in (rng.integers(0, len(seeds), len(seeds)) if len(seeds) > 1 else (0,)):
+            pick = rng.integers(0, len(sums[j]), len(sums[j]))
+            total += sums[j][pick].sum()
+            n += counts[j][pick].sum()
+        boots[i] = total / n
     lo, hi = np.percentile(boots, [2.5, 97.5])
-    return {"n": len(keys), "seeds": len({k[0] for k in keys}), "mean": float(diff.mean()), "lo": float(lo),
-            "hi": float(hi), "a_mean": float(np.mean([va[k] for k in keys])),
-            "b_mean": float(np.mean([vb[k] for k in keys]))}
+    return {"n": len(keys), "seeds": len(seeds), "clusters": sum(len(g) for g in groups.values()),
+            "mean": float(diff.mean()), "lo": float(lo), "hi": float(hi),
+            "a_mean": float(np.mean([va[k][0] for k in keys])), "b_mean": float(np.mean([vb[k][0] for k in keys]))}
+
+
+#: added to a verdict on a recall-only metric
+RECALL_ONLY = " (recall only)"
+#: fewer pairs than this get no verdict: a bootstrap of one or two values has no width to speak of
+MIN_PAIRS = 5
 
 
 def verdict(d: dict) -> str:
     """Plain words for a paired difference's interval."""
+    if d["n"] < MIN_PAIRS or d.get("clusters", d["n"]) < 2:
+        return f"too few pairs for a verdict ({d['n']})"
     if d["lo"] > 0:
-        return "A better (interval above 0)"
-    if d["hi"] < 0:
-        return "B better (interval below 0)"
-    return "no clear difference (interval spans 0)"
+        words = "A better (interval above 0)"
+    elif d["hi"] < 0:
+        words = "B better (interval below 0)"
+    else:
+        words = "no clear difference (interval spans 0)"
+    return words + ("; one training seed: case-to-case spread only" if d["seeds"] < 2 else "")
+
+
+def _data_text(data_dir) -> str:
+    if isinstance(data_dir, Mapping):
+        return ", ".join(f"seed {k}: `{v}`" for k, v in data_dir.items())
+    return f"`{data_dir}`"
 
 
 def results_markdown(rows: list[dict], *, patch_budget: int, seeds: Sequence[int], data_dir,
@@ -263,14 +336,14 @@ def results_markdown(rows: list[dict], *, patch_budget: int, seeds: Sequence[int
     if command:
         lines += ["```bash", command, "```", ""]
     lines += [
-        f"Data: `{data_dir}`; total patch budget {patch_budget} per full arm (a crop arm gives "
+        f"Data: {_data_text(data_dir)}; total patch budget {patch_budget} per full arm (a crop arm gives "
         f"{locator_share:.0%} of it to its locator); seeds {list(seeds)}; held-out cases per seed "
         f"{n_cases}; machine: {platform.machine()} {platform.system()}, {platform.python_version()}; "
         f"training overrides: {overrides or 'none'}.",
-        "Each cell: mean over a seed's held-out cases, then mean ± std over seeds. Accuracy is true voxel "
-        "accuracy (the prior work's 'accuracy' was recall). ORACLE rows use the ground-truth centerline at "
-        "test time: an upper bound, not a result. Compute: giga-voxels of training patches (model + "
-        "locator); seconds: training time of both networks. Excluded: case rows left out of a mean "
+        "Each cell: mean over a seed's held-out cases, then mean ± sample standard deviation over seeds. "
+        "Accuracy is true voxel accuracy (the prior work's 'accuracy' was recall). ORACLE rows use the "
+        "ground-truth centerline at test time: an upper bound, not a result. Compute: giga-voxels of training "
+        "patches (model + locator); seconds: training time of both networks. Excluded: case rows left out of a mean "
         "(a non-finite metric such as the infinite HD95 of an empty prediction).", "",
         "| Model | Centerline | Model patches | Locator patches | Total | Compute (Gvox) | Train s | "
         + " | ".join(c for _, c in COLUMNS) + " | Excluded |",
@@ -308,15 +381,18 @@ def results_markdown(rows: list[dict], *, patch_budget: int, seeds: Sequence[int
             if d is None:
                 continue
             contrast_lines.append(
-                f"| {what} | {arm_a} ({label[mode_a]}) − {arm_b} ({label[mode_b]}) | {key} | {d['n']} ({d['seeds']}) "
+                f"| {what} | {arm_a} ({label[mode_a]}) − {arm_b} ({label[mode_b]}) | {key} "
+                f"| {d['n']} ({d['clusters']}, {d['seeds']}) "
                 f"| {d['a_mean']:.3f} vs {d['b_mean']:.3f} | {d['mean']:+.3f} [{d['lo']:+.3f}, {d['hi']:+.3f}] "
-                f"| {verdict(d)} |")
+                f"| {verdict(d)}{RECALL_ONLY if key != 'dice' else ''} |")
     if contrast_lines:
         lines += ["", "## Key contrasts: paired differences", "",
-                  f"A − B over the (seed, case) pairs both were tested on; 95 % percentile bootstrap interval "
-                  f"({BOOTSTRAP} resamples of the pairs). `cl_recall_thin`: centerline recall where the reference "
-                  "radius is below 1 mm.", "",
-                  "| Contrast | A − B | Metric | Pairs (seeds) | A vs B | Difference [95 % CI] | Verdict |",
+                  f"A − B over the (seed, case) pairs both were tested on; 95 % percentile interval of a "
+                  f"two-level bootstrap ({BOOTSTRAP} resamples: the seeds drawn with replacement, then within each "
+                  "seed its clusters — the cases, or the real trees of anatomy renders — with replacement), since "
+                  "a seed's cases share its trained models. `cl_recall_thin`: centerline recall where the reference "
+                  "radius is below 1 mm — a recall, so over-segmentation raises it: read it beside Dice.", "",
+                  "| Contrast | A − B | Metric | Pairs (clusters, seeds) | A vs B | Difference [95 % CI] | Verdict |",
                   "|---|---|---|---|---|---|---|", *contrast_lines]
     lines += ["", "## Every case", "", "| Arm | Centerline | Seed | Case | Dice | clDice | HD95 (mm) | CL recall |"
               " CL recall r < 1 mm |", "|---|---|---|---|---|---|---|---|---|"]
@@ -344,7 +420,7 @@ def plot_dice_vs_budget(rows: list[dict], path: Path) -> None:
         budgets = sorted({r["budget"] for r in sel})
         if not budgets:
             continue
-        means = [np.mean([r["dice"] for r in sel if r["budget"] == b]) for b in budgets]
+        means = [np.nanmean([float(r["dice"]) for r in sel if r["budget"] == b]) for b in budgets]
         ax.plot(budgets, means, style, label=f"{model} ({'ORACLE centerline' if mode == 'oracle' else mode})")
     ax.set_xlabel("training patches (budget)")
     ax.set_ylabel("held-out Dice (whole volume)")

@@ -133,3 +133,24 @@ def test_succeeding_step_writes_header_then_stdout(rp, monkeypatch, tmp_path, ca
     assert "# machine: test machine" in text and "# commit: " in text
     assert text.rstrip().endswith("measured 42")
     assert (tmp_path / "work" / "logs" / "fake.log").read_text() == "measured 42\n"
+
+
+def test_a_run_folder_is_done_only_when_training_finished(rp, tmp_path):
+    """config.json is written when training starts: an interrupted run must not be re-used."""
+    step = rp.Step("r", ("-c", ""), 1, "x", creates="{work}/run/config.json")
+    run = tmp_path / "run"
+    run.mkdir()
+    assert not rp.done(step, tmp_path)
+    (run / "config.json").write_text('{"status": "training"}')
+    assert not rp.done(step, tmp_path)
+    (run / "config.json").write_text('{"status": "complete"}')
+    assert rp.done(step, tmp_path)
+
+
+def test_a_named_step_without_the_shared_data_fails(rp, tmp_path, monkeypatch):
+    step = rp.Step("needs_real", ("-c", ""), 1, "x", output="docs/results/needs_real.txt", needs_shared=True)
+    monkeypatch.setattr(rp, "SHARED", tmp_path / "absent")
+    monkeypatch.setattr(rp, "OUT_ROOT", tmp_path)
+    with pytest.raises(SystemExit, match="needs the real reference data"):
+        rp.run(["needs_real"], tmp_path / "work", registry=(step,))
+    assert rp.run(None, tmp_path / "work", registry=(step,)) == ["needs_real"]  # the whole run skips it

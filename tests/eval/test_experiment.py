@@ -55,7 +55,7 @@ def test_results_markdown_mean_and_std_over_seeds() -> None:
     text = results_markdown(rows, patch_budget=100, seeds=(0, 1), data_dir="d")
     row = next(ln for ln in text.splitlines() if ln.startswith("| unet3d_grid"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[7] == "0.700 ± 0.100"  # per-seed means 0.6 and 0.8
+    assert cells[7] == "0.700 ± 0.141"  # per-seed means 0.6 and 0.8, sample standard deviation
     assert cells[11] == "2.00 ± 0.00"  # the infinite HD95 (empty prediction) is left out, not averaged in
     assert cells[13] == "2"  # ... and counted: case "a" in both seeds
 
@@ -81,6 +81,56 @@ def test_paired_difference_known_answer_and_verdict() -> None:
     assert d["n"] == 10 and d["seeds"] == 2  # the unpaired case is left out
     assert d["mean"] == pytest.approx(0.1) and d["lo"] == pytest.approx(0.1) and d["hi"] == pytest.approx(0.1)
     assert verdict(d).startswith("A better")
-    assert verdict({"lo": -0.02, "hi": 0.03}).startswith("no clear difference")
-    assert verdict({"lo": -0.05, "hi": -0.01}).startswith("B better")
+    assert verdict({"n": 10, "seeds": 2, "lo": -0.02, "hi": 0.03}).startswith("no clear difference")
+    assert verdict({"n": 10, "seeds": 2, "lo": -0.05, "hi": -0.01}).startswith("B better")
+    assert verdict({"n": 10, "seeds": 1, "lo": 0.01, "hi": 0.03}).endswith("case-to-case spread only")
     assert paired_difference(rows, ("a", "auto"), ("missing", "none")) is None
+
+
+def test_one_pair_gets_no_verdict() -> None:
+    from coroseg.experiment import paired_difference, verdict
+
+    rows = [{"arm": "a", "centerline": "auto", "seed": 0, "case_id": "c", "dice": 0.9},
+            {"arm": "b", "centerline": "none", "seed": 0, "case_id": "c", "dice": 0.1}]
+    d = paired_difference(rows, ("a", "auto"), ("b", "none"))
+    assert d["lo"] == d["hi"] == pytest.approx(0.8)  # a bootstrap of one value has no width ...
+    assert verdict(d).startswith("too few pairs")    # ... so it says nothing
+
+
+def test_bootstrap_resamples_seeds_not_only_cases() -> None:
+    """Within each seed every case gains the same; between seeds the gain is 0 or 0.2. Resampling the
+    10 pairs alone would give a narrow interval around 0.1; drawing the seeds gives exactly [0, 0.2]."""
+    from coroseg.experiment import paired_difference
+
+    rows = []
+    for seed, gain in ((0, 0.0), (1, 0.2)):
+        for i in range(5):
+            rows.append({"arm": "a", "centerline": "auto", "seed": seed, "case_id": f"c{i}", "dice": 0.5 + gain})
+            rows.append({"arm": "b", "centerline": "none", "seed": seed, "case_id": f"c{i}", "dice": 0.5})
+    d = paired_difference(rows, ("a", "auto"), ("b", "none"))
+    assert d["mean"] == pytest.approx(0.1)
+    assert d["lo"] == pytest.approx(0.0) and d["hi"] == pytest.approx(0.2)
+
+
+def test_bootstrap_draws_the_renders_of_one_tree_together() -> None:
+    """One seed, 6 renders of 2 real trees: the gain is 0 on every render of tree T1 and 0.3 on every
+    render of T2, so the interval spans the two trees' means, [0, 0.3], with 2 clusters."""
+    from coroseg.experiment import paired_difference
+
+    rows = []
+    for i in range(6):
+        tree, gain = ("T1", 0.0) if i < 3 else ("T2", 0.3)
+        rows.append({"arm": "a", "centerline": "auto", "seed": 0, "case_id": f"c{i}", "cluster": tree,
+                     "dice": 0.4 + gain})
+        rows.append({"arm": "b", "centerline": "none", "seed": 0, "case_id": f"c{i}", "cluster": tree, "dice": 0.4})
+    d = paired_difference(rows, ("a", "auto"), ("b", "none"))
+    assert d["clusters"] == 2 and d["n"] == 6
+    assert d["lo"] == pytest.approx(0.0) and d["hi"] == pytest.approx(0.3)
+
+
+def test_experiment_refuses_a_budget_too_small_for_a_crop_arm(tmp_path: Path) -> None:
+    from coroseg.errors import CorosegError
+    from coroseg.experiment import run_experiment
+
+    with pytest.raises(CorosegError, match="too small"):
+        run_experiment(tmp_path, tmp_path / "out", patch_budget=1, arms=[Arm("unet3d_crop")], baselines=False)

@@ -9,6 +9,7 @@ folder, and the summary.
 from __future__ import annotations
 
 import csv
+import math
 import sys
 from pathlib import Path
 
@@ -96,3 +97,23 @@ def test_empty_reference_label_is_flagged_not_scored(tmp_path):
     by_id = {r["case_id"]: r for r in rows}
     assert by_id["empty"]["empty_reference"] is True and math.isnan(by_id["empty"]["dice"])
     assert by_id["full"]["empty_reference"] is False and by_id["full"]["dice"] > 0.8
+
+
+def test_a_bad_reference_centerline_costs_only_centerline_recall(tmp_path, caplog):
+    """Without an ORACLE run the reference centerline only feeds centerline recall: a broken file
+    is a warning and NaN there, not a failed test; with ``gt`` it stays an error."""
+    image, label, _ = tube_phantom()
+    base = tmp_path / "ds" / "test" / "Normal"
+    write_volume(image, base / "CTCA" / "a.nrrd")
+    write_volume(label, base / "Annotations" / "a.nrrd")
+    (base / "Centerlines").mkdir(parents=True)
+    (base / "Centerlines" / "a.vtp").write_text("<VTKFile>not polydata")
+    with caplog.at_level("WARNING"):
+        rows, _ = test_run(_run("unet3d_grid"), tmp_path / "ds", tmp_path / "out", device="cpu", progress=False)
+    assert rows[0]["dice"] > 0.8
+    recall = rows[0].get("cl_recall")
+    assert recall is None or math.isnan(float(recall))  # not scored, not a failure
+    assert "reference centerline not used" in caplog.text
+    with pytest.raises(CorosegError):
+        test_run(_run("unet3d_crop"), tmp_path / "ds", tmp_path / "out2", centerlines=("gt",), device="cpu",
+                 progress=False)

@@ -232,3 +232,14 @@ def test_resume_inside_the_second_phase(tiny_data, tmp_path, monkeypatch):
         assert _same_weights(a / name, b / name), name
     assert [(r["phase"], r["train_loss"], r["val_dice"]) for r in _rows(a)] == \
         [(r["phase"], r["train_loss"], r["val_dice"]) for r in _rows(b)]
+
+
+def test_a_validation_dice_that_stays_0_is_warned_about(tiny_data, tmp_path, monkeypatch, caplog):
+    """A network that never leaves the all-background state must not end quietly."""
+    import coroseg.train.validate as validate_mod
+
+    monkeypatch.setattr(validate_mod, "validate_model", lambda *a, **k: [0.0])
+    with caplog.at_level("WARNING"):
+        train(tiny_data, tmp_path / "z", model="unet3d_grid", epochs=2, batch_size=4, device="cpu",
+              patch_size=[16, 16, 16], progress=False, **TINY)
+    assert "validation Dice stayed 0" in caplog.text

@@ -37,7 +37,9 @@ def centerline_recall(graph: CenterlineGraph, pred: Volume, *, step_mm: float = 
     -------
     dict
         ``cl_recall`` and ``cl_recall_<band>`` for every band (a band with no samples: NaN).
-        Each sample weighs the same, so a band's value is the length share of it found.
+        Each sample weighs the same, so a band's value approximates the length share of it found
+        (the graph's own nodes are samples too: where they lie closer than ``step_mm`` they weigh
+        a little more).
     """
     pts, rad = graph.dense_points(step_mm)
     out = {k: float("nan") for k in ("cl_recall",) + tuple(f"cl_recall_{n}" for n, _, _ in bands)}

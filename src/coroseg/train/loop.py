@@ -120,6 +120,10 @@ def fit(phase: Phase, ctx: FitContext, state: TrainState) -> tuple[TrainState, s
         save_weights(run.net, ctx.run_dir / phase.best_file, ctx.config)
     D.barrier(info)
     log.info("%s: %s", phase.name, reason)
+    if phase.val_cases and state.best == 0.0:
+        log.warning("%s: validation Dice stayed 0 — the network predicts no vessel (loss %.3f); give it more "
+                    "patches (--patch-budget), another --lr or another --seed", phase.name,
+                    state.history[-1]["train_loss"] if state.history else float("nan"))
     return state, reason
 
 
