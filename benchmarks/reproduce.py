@@ -29,7 +29,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -294,19 +293,6 @@ def header(step: Step, cmd: list[str], *, commit: str, machine: str, started: fl
     return text + "\n\n"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 # ---------------------------------------------------------------------------------------------- running
 
 
@@ -356,7 +342,9 @@ def run_step(step: Step, work: Path, *, commit: str, machine_line, keep_work: bo
         if p.exists():
             body += f"\n==> {p.name} ({extra.replace(WORK, '--work')}) <==\n" + p.read_text()
     text = header(step, cmd, commit=commit, machine=machine_line(), started=started, wall_s=wall) + body
-    write_atomic(step.output_path, text if text.endswith("\n") else text + "\n")
+    from coroseg.io.atomic import write_text  # temp file + rename, the package's one writer
+
+    write_text(step.output_path, text if text.endswith("\n") else text + "\n")
     print(f"=== {step.name}: done in {wall:.0f} s -> {step.output}", flush=True)
 
 

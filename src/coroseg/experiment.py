@@ -125,6 +125,7 @@ def run_experiment(data_dir: str | Path | Mapping[int, str | Path], out_dir: str
     rows: list[dict] = []
     for seed in seeds:
         data = Path(data_for[seed])
+        tree = case_clusters(data)
         for arm in arms:
             run = out / "runs" / f"{arm.name.replace('@', '_')}_seed{seed}"
             n_model, n_loc = arm.patches(patch_budget, locator_share)
@@ -144,7 +145,6 @@ def run_experiment(data_dir: str | Path | Mapping[int, str | Path], out_dir: str
             case_rows, _ = test_run(run, data, run / "test", centerlines=modes, device=device,
                                     save_predictions=False, progress=progress)
             cost = training_cost(run)
-            tree = case_clusters(data)
             for r in case_rows:
                 rows.append({"arm": arm.name, "model": arm.model, "seed": seed, "model_patches": n_model,
                              "locator_patches": n_loc, "budget": n_model + n_loc,
@@ -173,7 +173,7 @@ def case_clusters(data_dir: Path) -> dict[str, str]:
 
 def _check_budget(run: Path, n_model: int, n_loc: int | None) -> None:
     """A finished run is re-used only when it was trained with this arm's budgets."""
-    train_cfg = json.loads((run / "config.json").read_text()).get("train") or {}
+    train_cfg = read_config(run).train
     found = (train_cfg.get("patch_budget"), (train_cfg.get("options") or {}).get("locator_budget"))
     if found[0] != n_model or (n_loc is not None and found[1] != n_loc):
         raise CorosegError(f"finished run was trained with {found[0]} model / {found[1]} locator patches, this "
