@@ -11,8 +11,9 @@ For every seed a fresh dataset is made (so the held-out cases differ from seed t
 
 The budget of an arm is the total number of training patches of every network it trains (a crop
 arm: half to its locator, half to its crop model). Writes one ``results.md`` per set under
-``--work`` and, with ``--out``, both tables into one file headed by the command, the commit, the
-machine and the wall time.
+``--work`` and, with ``--out``, one section per set into one file, each headed by the command, the
+commit, the machine and the wall time that produced it; a set not run this time keeps its section
+(:func:`merge_sections`), so the sets can be run in separate sittings.
 
     python benchmarks/experiment_fair.py --work /tmp/exp17 --out docs/results/experiment.md
     python benchmarks/experiment_fair.py --work /tmp/exp17 --sets small --seeds 0 1 2 --budget 3000
@@ -21,7 +22,9 @@ machine and the wall time.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
@@ -40,24 +43,26 @@ SETS = {"small": ("small", 40, 1000, False, {"spacing": "min"}),
         "real": ("asoca", 40, 2000, True, {"spacing": [0.8, 0.8, 0.8]})}
 
 
-def make_data(work: Path, name: str, seed: int, anatomy: Path | None) -> Path:
-    """The set's dataset for ``seed`` (made once, then re-used)."""
+def make_data(work: Path, name: str, seed: int, anatomy: Path | None) -> tuple[Path, float]:
+    """The set's dataset for ``seed`` (made once, then re-used) and the seconds spent making it now."""
     from coroseg.synth import synth_dataset
 
     preset, cases, base, real, _ = SETS[name]
     folder = work / "data" / f"{name}_seed{seed}"
+    t = time.perf_counter()
     if not (folder / "manifest.json").exists():
-        t = time.perf_counter()
         synth_dataset(folder, cases, preset=preset, seed=base + seed, anatomy_dir=anatomy if real else None,
                       progress=False)
         print(f"{name} seed {seed}: {cases} phantoms in {time.perf_counter() - t:.0f} s", flush=True)
-    return folder
+        return folder, time.perf_counter() - t
+    return folder, 0.0
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--work", type=Path, required=True, help="data, runs and per-set results go here")
-    ap.add_argument("--out", type=Path, default=None, help="write both sets' results into this markdown file")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="write the sets' results into this markdown file (other sets' sections are kept)")
     ap.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--budget", type=int, default=3000, help="total training patches of a full arm")
@@ -71,29 +76,48 @@ def main() -> None:
     command = "python benchmarks/experiment_fair.py " + shlex.join(sys.argv[1:])
     git = lambda *a: subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True).stdout.strip()  # noqa: E731
     commit = git("rev-parse", "--short", "HEAD") + ("-dirty" if git("status", "--porcelain", "--", "src") else "")
-    t_all = time.perf_counter()
-    parts = []
+    machine = f"{platform.platform()} ({platform.machine()}, {os.cpu_count()} CPUs)"
+    sections = {}
     for name in args.sets:
         if SETS[name][3] and args.anatomy is None:
             print(f"set {name}: skipped, the real trees (../shared/data/asoca-anatomy) are not here")
             continue
         t = time.perf_counter()
-        data = {s: make_data(args.work, name, s, args.anatomy) for s in args.seeds}
+        made = {s: make_data(args.work, name, s, args.anatomy) for s in args.seeds}
+        data = {s: folder for s, (folder, _) in made.items()}
+        fresh = [s for s, (_, secs) in made.items() if secs > 0]
+        data_note = (f"data of seed(s) {', '.join(map(str, fresh))} made in "
+                     f"{sum(secs for _, secs in made.values()) / 60:.0f} min" if fresh else "no data made")
+        data_note += ", the other seeds' re-used" if len(fresh) < len(made) else ""
         text = run_experiment(data, args.work / name, patch_budget=args.budget, seeds=args.seeds, device=args.device,
                               batch_size=4, lr=3e-3, val_every=5, arms=ARMS if name == "small" else ARMS_3D,
                               baselines=name == "small", progress=False,
                               overrides={**OVERRIDES, **SETS[name][4]}, command=command + f"   # set {name}")
-        parts.append((name, text, time.perf_counter() - t))
-        print(f"set {name}: done in {(time.perf_counter() - t) / 60:.1f} min", flush=True)
-    wall = (time.perf_counter() - t_all) / 60
-    head = [f"Produced by `{command}` at commit {commit} on {platform.platform()} ({platform.machine()}, "
-            f"{__import__('os').cpu_count()} CPUs); {wall:.0f} min in all "
-            + ", ".join(f"{n} {s / 60:.0f} min" for n, _, s in parts) + ".", ""]
-    body = "\n\n".join(f"<!-- set {n} -->\n{t}" for n, t, _ in parts)
+        minutes = (time.perf_counter() - t) / 60
+        sections[name] = (f"Set `{name}` produced by `{command}` at commit {commit} on {machine}; "
+                          f"{minutes:.0f} min ({data_note}; training and testing).\n\n{text}")
+        print(f"set {name}: done in {minutes:.1f} min", flush=True)
+    old = args.out.read_text() if args.out and args.out.exists() else ""
+    doc = merge_sections(old, sections)
     if args.out:
-        write_text(args.out, "\n".join(head) + "\n" + body)  # temp file + rename: never half-written
-    print("\n".join(head))
-    print(body)
+        write_text(args.out, doc)  # temp file + rename: never half-written
+    print(doc)
+
+
+def merge_sections(old: str, new: dict[str, str]) -> str:
+    """The results file: ``old``'s per-set sections with those in ``new`` replaced, in ``SETS`` order.
+
+    A section starts at its ``<!-- set NAME -->`` marker; text before the first marker is the
+    file's head, written afresh.
+    """
+    parts = re.split(r"^<!-- set (\w+) -->\n", old, flags=re.M)
+    kept = {parts[i]: parts[i + 1].rstrip("\n") for i in range(1, len(parts) - 1, 2)}
+    kept.update({k: v.rstrip("\n") for k, v in new.items()})
+    head = ("# The prior work's claim at equal total budgets\n\nOne section per set "
+            "(`benchmarks/experiment_fair.py`); each is headed by the command, commit, machine and time "
+            "that produced it.\n")
+    order = [n for n in SETS if n in kept] + [n for n in kept if n not in SETS]
+    return head + "".join(f"\n<!-- set {n} -->\n{kept[n]}\n" for n in order)
 
 
 if __name__ == "__main__":
