@@ -337,3 +337,14 @@ def test_a_batch_folder_skips_files_named_like_labels_or_outputs(tmp_path):
     for name in ("case_0000.nrrd", "case_0000_seg.nrrd"):
         write_volume(vol, nn / name)
     assert case_id(nn / "case_0000.nrrd") == "case"
+
+
+def test_an_nnunet_folder_is_looked_at_again_when_its_files_change(tmp_path):
+    from coroseg.infer.pipeline import case_id
+
+    vol = Volume(np.zeros((2, 2, 2), np.int16), (1.0, 1.0, 1.0))
+    folder = tmp_path / "scans"
+    write_volume(vol, folder / "case_0000.nrrd")
+    assert case_id(folder / "case_0000.nrrd") == "case"
+    write_volume(vol, folder / "other.nrrd")  # no longer every scan ends in _0000: not nnU-Net's
+    assert case_id(folder / "case_0000.nrrd") == "case_0000"

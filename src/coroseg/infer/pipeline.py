@@ -433,12 +433,22 @@ def case_id(path: Path) -> str:
     return name
 
 
-@functools.lru_cache(maxsize=64)
 def _nnunet_folder(folder: Path) -> bool:
-    from coroseg.io.volume import strip_extension, volume_extension
-
     if folder.name.lower().startswith("images"):
         return True
+    try:
+        stamp = folder.stat().st_mtime_ns
+    except OSError:
+        return False
+    return _all_channel_suffixed(folder, stamp)
+
+
+@functools.lru_cache(maxsize=64)
+def _all_channel_suffixed(folder: Path, stamp: int) -> bool:  # noqa: ARG001 (stamp: the cache key)
+    """Whether every scan-like volume file in ``folder`` ends in ``_0000``; cached per folder and
+    modification time, so a folder whose files change is listed again."""
+    from coroseg.io.volume import strip_extension, volume_extension
+
     try:
         names = [strip_extension(p) for p in folder.iterdir()
                  if volume_extension(p) and not p.name.startswith(".") and not is_label_like(p)]
