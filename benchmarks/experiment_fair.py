@@ -87,8 +87,8 @@ def main() -> None:
         data = {s: folder for s, (folder, _) in made.items()}
         fresh = [s for s, (_, secs) in made.items() if secs > 0]
         data_note = (f"data of seed(s) {', '.join(map(str, fresh))} made in "
-                     f"{sum(secs for _, secs in made.values()) / 60:.0f} min" if fresh else "no data made")
-        data_note += ", the other seeds' re-used" if len(fresh) < len(made) else ""
+                     f"{sum(secs for _, secs in made.values()) / 60:.0f} min" if fresh else "every seed's data re-used")
+        data_note += ", the other seeds' re-used" if fresh and len(fresh) < len(made) else ""
         text = run_experiment(data, args.work / name, patch_budget=args.budget, seeds=args.seeds, device=args.device,
                               batch_size=4, lr=3e-3, val_every=5, arms=ARMS if name == "small" else ARMS_3D,
                               baselines=name == "small", progress=False,
