@@ -5,9 +5,11 @@ For every seed a fresh dataset is made (so the held-out cases differ from seed t
 
 - ``small``: 40 procedural ``small`` phantoms (synth seed 1000 + seed; 24 train, 8 val, 8 test),
   all arms (2D and 3D);
-- ``real``: ``asoca``-preset renders of the real ASOCA trees in ../shared (synth seed 2000 + seed,
-  40 renders of 12 trees, 8 held out from 2 test trees; the trees are split per seed and a tree's
-  renders never straddle splits), the 3D arms only, trained at 0.8 mm to fit a CPU budget.
+- ``real``: ``asoca``-preset renders of the 12 real ASOCA trees in ../shared, 4 per tree (synth
+  seeds 2000-2003, one render of every tree each), made once; each seed splits the trees 8/2/2
+  afresh (:func:`coroseg.synth.dataset.resplit_by_tree`, seed 2000 + seed) and every render goes
+  to its tree's split: 32 train, 8 val and 8 test renders. The 3D arms only, trained at 0.8 mm to
+  fit a CPU budget.
 
 The budget of an arm is the total number of training patches of every network it trains (a crop
 arm: half to its locator, half to its crop model). Writes one ``results.md`` per set under
@@ -22,40 +24,54 @@ commit, the machine and the wall time that produced it; a set not run this time 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import re
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _common import REPO, commit_id, machine  # noqa: E402
+
 ANATOMY = REPO.parent / "shared" / "data" / "asoca-anatomy"
 
 #: the experiment's CPU-sized networks and patches (every arm alike)
 OVERRIDES = {"channels": [16, 32, 64, 128], "patch_size": [48, 48, 48], "augment": 0.5,
              "locator_channels": [16, 32, 64, 128], "locator_spacing_factor": 1.0, "locator_patch": [48, 48, 48],
              "locator_samples_per_case": 16}
-#: per set: (preset, cases per seed, synth seed base, anatomy?, extra training options)
+#: per set: (preset, cases per seed (small) or renders per tree (real), synth seed base, real trees?,
+#: extra training options)
 SETS = {"small": ("small", 40, 1000, False, {"spacing": "min"}),
-        "real": ("asoca", 40, 2000, True, {"spacing": [0.8, 0.8, 0.8]})}
+        "real": ("asoca", 4, 2000, True, {"spacing": [0.8, 0.8, 0.8]})}
 
 
-def make_data(work: Path, name: str, seed: int, anatomy: Path | None) -> tuple[Path, float]:
-    """The set's dataset for ``seed`` (made once, then re-used) and the seconds spent making it now."""
+def make_data(work: Path, name: str, seeds: list[int], anatomy: Path | None) -> tuple[dict[int, Path], float]:
+    """The set's dataset for each seed (made once, then re-used) and the seconds spent making them now."""
     from coroseg.synth import synth_dataset
+    from coroseg.synth.dataset import resplit_by_tree
+    from coroseg.synth.realtree import list_anatomy_cases
 
-    preset, cases, base, real, _ = SETS[name]
-    folder = work / "data" / f"{name}_seed{seed}"
+    preset, count, base, real, _ = SETS[name]
     t = time.perf_counter()
-    if not (folder / "manifest.json").exists():
-        synth_dataset(folder, cases, preset=preset, seed=base + seed, anatomy_dir=anatomy if real else None,
-                      progress=False)
-        print(f"{name} seed {seed}: {cases} phantoms in {time.perf_counter() - t:.0f} s", flush=True)
-        return folder, time.perf_counter() - t
-    return folder, 0.0
+    renders = []
+    if real:  # every tree rendered `count` times, once per synth seed; the seeds re-split them
+        for k in range(count):
+            renders.append(work / "data" / f"{name}_render{k}")
+            if not (renders[-1] / "manifest.json").exists():
+                synth_dataset(renders[-1], len(list_anatomy_cases(anatomy)), preset=preset, seed=base + k,
+                              anatomy_dir=anatomy, progress=False)
+    data = {}
+    for seed in seeds:
+        data[seed] = work / "data" / f"{name}_seed{seed}"
+        if not (data[seed] / "manifest.json").exists():
+            if real:
+                resplit_by_tree(renders, data[seed], seed=base + seed)
+            else:
+                synth_dataset(data[seed], count, preset=preset, seed=base + seed, progress=False)
+    secs = time.perf_counter() - t
+    print(f"{name}: data in {secs:.0f} s", flush=True)
+    return data, secs
 
 
 def main() -> None:
@@ -74,28 +90,22 @@ def main() -> None:
     from coroseg.io.atomic import write_text
 
     command = "python benchmarks/experiment_fair.py " + shlex.join(sys.argv[1:])
-    git = lambda *a: subprocess.run(["git", *a], cwd=REPO, capture_output=True, text=True).stdout.strip()  # noqa: E731
-    commit = git("rev-parse", "--short", "HEAD") + ("-dirty" if git("status", "--porcelain", "--", "src") else "")
-    machine = f"{platform.platform()} ({platform.machine()}, {os.cpu_count()} CPUs)"
+    commit, where = commit_id(), machine()
     sections = {}
     for name in args.sets:
         if SETS[name][3] and args.anatomy is None:
             print(f"set {name}: skipped, the real trees (../shared/data/asoca-anatomy) are not here")
             continue
         t = time.perf_counter()
-        made = {s: make_data(args.work, name, s, args.anatomy) for s in args.seeds}
-        data = {s: folder for s, (folder, _) in made.items()}
-        fresh = [s for s, (_, secs) in made.items() if secs > 0]
-        data_note = (f"data of seed(s) {', '.join(map(str, fresh))} made in "
-                     f"{sum(secs for _, secs in made.values()) / 60:.0f} min" if fresh else "every seed's data re-used")
-        data_note += ", the other seeds' re-used" if fresh and len(fresh) < len(made) else ""
+        data, data_s = make_data(args.work, name, args.seeds, args.anatomy)
+        data_note = f"data made in {data_s / 60:.0f} min" if data_s >= 30 else "data re-used"
         text = run_experiment(data, args.work / name, patch_budget=args.budget, seeds=args.seeds, device=args.device,
                               batch_size=4, lr=3e-3, val_every=5, arms=ARMS if name == "small" else ARMS_3D,
                               baselines=name == "small", progress=False,
                               overrides={**OVERRIDES, **SETS[name][4]}, command=command + f"   # set {name}")
         minutes = (time.perf_counter() - t) / 60
-        sections[name] = (f"Set `{name}` produced by `{command}` at commit {commit} on {machine}; "
-                          f"{minutes:.0f} min ({data_note}; training and testing).\n\n{text}")
+        sections[name] = (f"Set `{name}` produced by `{command}` at commit {commit} on {where}; "
+                          f"{minutes:.0f} min ({data_note}, the rest training and testing).\n\n{text}")
         print(f"set {name}: done in {minutes:.1f} min", flush=True)
     old = args.out.read_text() if args.out and args.out.exists() else ""
     doc = merge_sections(old, sections)

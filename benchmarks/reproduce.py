@@ -24,7 +24,6 @@ import argparse
 import dataclasses
 import datetime
 import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -32,10 +31,12 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _common import REPO, RESULTS, commit_id, machine  # noqa: E402  (one provenance for every benchmark)
+
 #: where output paths are resolved (the repository; tests point it elsewhere)
 OUT_ROOT = REPO
-RESULTS = "docs/results"
 SHARED = REPO.parent / "shared" / "data"
 DEFAULT_WORK = Path("/tmp/coroseg-reproduce")
 WORK = "{work}"  # replaced by --work in commands, markers and extra files
@@ -249,29 +250,6 @@ def list_table(registry=None) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- provenance
-
-
-def commit_id() -> str:
-    """``git rev-parse --short HEAD``, ``-dirty`` when the tree has changes (outside docs/results/)."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False).stdout.strip()
-
-    head = git("rev-parse", "--short", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--", ".", f":(exclude){RESULTS}")
-    return head + ("-dirty" if dirty else "")
-
-
-def machine() -> str:
-    """Platform, CPU count, Python, torch version, the CUDA device's name or 'no GPU'."""
-    try:
-        import torch
-
-        tv = torch.__version__
-        gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    except Exception as exc:  # noqa: BLE001 - the header says what it could not find
-        tv, gpu = f"not importable ({type(exc).__name__})", "no GPU"
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{platform.platform()}, {cpus} CPUs, Python {platform.python_version()}, torch {tv}, {gpu}"
 
 
 def display(cmd: list[str]) -> str:

@@ -34,3 +34,39 @@ def test_a_rerun_replaces_only_its_own_section(ef):
     again = ef.merge_sections(both, {"small": "small v2"})
     assert "small v2" in again and "small v1" not in again and "real v1" in again
     assert ef.merge_sections(again, {}) == again  # stable: re-reading loses and adds nothing
+
+
+def test_real_set_renders_once_and_each_seed_resplits_the_trees(ef, tmp_path, monkeypatch):
+    """4 renders per tree are made once; every seed gets 8 test renders of 2 trees of its own draw."""
+    import json
+
+    import coroseg.synth
+    import coroseg.synth.realtree
+
+    trees = [Path(f"Normal_{i}.nrrd") for i in range(1, 13)]
+    made = []
+
+    def fake_synth(folder, n, *, preset, seed, anatomy_dir, progress):  # one tiny file per case
+        made.append(seed)
+        cases = []
+        for i in range(n):
+            rel = f"train/Normal/CTCA/synth_{i:04d}.nrrd"
+            (Path(folder) / rel).parent.mkdir(parents=True, exist_ok=True)
+            (Path(folder) / rel).write_text(f"{seed} {i}")
+            cases.append({"case_id": f"synth_{i:04d}", "split": "train", "group": "Normal", "files": {"image": rel},
+                          "derived": {"anatomy_case": trees[i].stem}})
+        (Path(folder) / "manifest.json").write_text(json.dumps({"cases": cases}))
+
+    monkeypatch.setattr(coroseg.synth, "synth_dataset", fake_synth)
+    monkeypatch.setattr(coroseg.synth.realtree, "list_anatomy_cases", lambda d: trees)
+    data, _ = ef.make_data(tmp_path, "real", [0, 1, 2], tmp_path / "anat")
+    data_again, _ = ef.make_data(tmp_path, "real", [0, 1, 2], tmp_path / "anat")
+    assert made == [2000, 2001, 2002, 2003] and data_again == data  # rendered once, re-used after
+    test_trees = []
+    for seed in (0, 1, 2):
+        cases = json.loads((data[seed] / "manifest.json").read_text())["cases"]
+        test = [c for c in cases if c["split"] == "test"]
+        assert len(cases) == 48 and len(test) == 8
+        test_trees.append({c["derived"]["anatomy_case"] for c in test})
+        assert len(test_trees[-1]) == 2
+    assert len({frozenset(t) for t in test_trees}) > 1  # the split is redrawn per seed

@@ -17,13 +17,18 @@ cases: train + test; 1 case: train). Case ``i``'s parameters come from
 Real trees (``anatomy_dir``, :func:`anatomy_plan`) never straddle splits: with at most one case
 per tree, case ``i`` renders tree ``i`` (name order); with more cases than trees, the trees are
 split first (the same rule, over a permutation drawn from ``default_rng([seed, 7])``, so each seed
-redraws it) and each split's cases cycle through that split's trees only.
+redraws it) and each split's cases cycle through that split's trees only. :func:`resplit_by_tree`
+re-uses renders under a fresh tree split (hard links), so a new split needs no new rendering.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +60,13 @@ def split_plan(n_cases: int) -> list[tuple[str, str]]:
     return [(s, "Normal" if i % 2 == 0 else "Diseased") for i, s in enumerate(splits)]
 
 
+def tree_splits(n_trees: int, *, seed: int) -> list[tuple[int, str]]:
+    """``(tree index, split)`` for each of ``n_trees`` trees: :func:`split_plan` over a permutation
+    drawn from ``default_rng([seed, 7])``, so each seed redraws which trees are held out."""
+    order = np.random.default_rng([seed, 7]).permutation(n_trees)
+    return [(int(t), split) for t, (split, _) in zip(order, split_plan(n_trees))]
+
+
 def anatomy_plan(plan: list[tuple[str, str]], trees: list[Path], *, seed: int,
                  source: Path | None = None) -> list[Path]:
     """The real tree each case of ``plan`` renders, no tree in two splits (module docstring).
@@ -64,10 +76,9 @@ def anatomy_plan(plan: list[tuple[str, str]], trees: list[Path], *, seed: int,
     """
     if len(plan) <= len(trees):
         return list(trees[:len(plan)])
-    order = np.random.default_rng([seed, 7]).permutation(len(trees))
     own: dict[str, list[Path]] = {"train": [], "val": [], "test": []}
-    for t, (split, _) in zip(order, split_plan(len(trees))):
-        own[split].append(trees[int(t)])
+    for t, split in tree_splits(len(trees), seed=seed):
+        own[split].append(trees[t])
     used = dict.fromkeys(own, 0)
     out = []
     for split, _ in plan:
@@ -212,4 +223,59 @@ def synth_dataset(out_dir: str | Path, n_cases: int, *, preset: str = "small", a
         manifest["anatomy_splits"] = {p.stem: split for p, (split, _) in zip(real, plan)}
     write_json(out / "manifest.json", manifest)
     log.info("wrote %d cases to %s in %.1f s", len(cases), out, time.perf_counter() - t_all)
+    return manifest
+
+
+def resplit_by_tree(sources: Sequence[str | Path], out_dir: str | Path, *, seed: int) -> dict:
+    """The renders of the anatomy-mode datasets ``sources`` as one dataset under ``out_dir``, split by tree afresh.
+
+    Every real tree the renders come from gets a split (:func:`tree_splits` with ``seed``) and all its
+    renders go there, so a tree never straddles splits and another ``seed`` redraws the split without
+    rendering again. Files are hard links (copies across file systems); a case's id becomes
+    ``<source folder name>_<case id>`` so the renders of several sources stay apart. Returns the
+    manifest (also written to ``out_dir/manifest.json``).
+    """
+    renders, first = [], {}
+    for src in map(Path, sources):
+        manifest_path = src / "manifest.json"
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"cannot read the dataset's manifest ({exc})", manifest_path) from None
+        first = first or manifest
+        for case in manifest.get("cases", []):
+            tree = (case.get("derived") or {}).get("anatomy_case")
+            if not tree:
+                raise InputError(f"case {case.get('case_id')!r} was not rendered around a real tree "
+                                 "(no derived.anatomy_case): expected an anatomy-mode dataset", manifest_path)
+            renders.append((src, case, tree))
+    trees = sorted({tree for _, _, tree in renders})
+    if len(trees) < 3:
+        raise InputError(f"{len(trees)} tree(s) cannot give train, val and test trees of their own: "
+                         "give renders of at least 3 trees", Path(sources[0]))
+    split_of = {trees[t]: split for t, split in tree_splits(len(trees), seed=seed)}
+    out = Path(out_dir)
+    cases = []
+    for src, case, tree in renders:
+        new_id = f"{src.name}_{case['case_id']}"
+        split = split_of[tree]
+        files = {}
+        for key, rel in case["files"].items():
+            old = src / rel
+            dst = out / split / case["group"] / old.parent.name / old.name.replace(case["case_id"], new_id, 1)
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.unlink(missing_ok=True)
+            try:
+                os.link(old, dst)
+            except OSError:  # another file system: copy
+                shutil.copy2(old, dst)
+            files[key] = str(dst.relative_to(out))
+        cases.append({**case, "case_id": new_id, "split": split, "files": files, "rendered_in": str(src)})
+    manifest = {"generator": "coroseg.synth", "generator_version": GENERATOR_VERSION, "seed": int(seed),
+                **{k: first.get(k) for k in ("preset", "anatomy_dir", "appearance")},
+                "resplit_from": [str(s) for s in sources], "n_cases": len(cases),
+                "split_rule": "real trees split by coroseg.synth.dataset.tree_splits(seed); each render goes to "
+                              "its tree's split",
+                "anatomy_splits": dict(sorted(split_of.items())), "cases": cases}
+    write_json(out / "manifest.json", manifest)
     return manifest
