@@ -1,6 +1,6 @@
-"""The prior work's claim at equal total budgets: several seeds, a dataset per seed, paired intervals.
+"""The prior work's claim at equal total budgets: several seeds, a split per seed, paired intervals.
 
-For every seed a fresh dataset is made (so the held-out cases differ from seed to seed) and
+For every seed a dataset is laid out whose held-out cases differ from seed to seed, and
 ``coroseg experiment`` (:func:`coroseg.experiment.run_experiment`) trains and tests every arm on it:
 
 - ``small``: 40 procedural ``small`` phantoms (synth seed 1000 + seed; 24 train, 8 val, 8 test),
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import re
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -66,6 +67,7 @@ def make_data(work: Path, name: str, seeds: list[int], anatomy: Path | None) -> 
         data[seed] = work / "data" / f"{name}_seed{seed}"
         if not (data[seed] / "manifest.json").exists():
             if real:
+                shutil.rmtree(data[seed], ignore_errors=True)  # an interrupted layout: begin again
                 resplit_by_tree(renders, data[seed], seed=base + seed)
             else:
                 synth_dataset(data[seed], count, preset=preset, seed=base + seed, progress=False)
@@ -98,7 +100,7 @@ def main() -> None:
             continue
         t = time.perf_counter()
         data, data_s = make_data(args.work, name, args.seeds, args.anatomy)
-        data_note = f"data made in {data_s / 60:.0f} min" if data_s >= 30 else "data re-used"
+        data_note = f"data made in {data_s / 60:.1f} min" if data_s >= 1 else "data re-used"
         text = run_experiment(data, args.work / name, patch_budget=args.budget, seeds=args.seeds, device=args.device,
                               batch_size=4, lr=3e-3, val_every=5, arms=ARMS if name == "small" else ARMS_3D,
                               baselines=name == "small", progress=False,

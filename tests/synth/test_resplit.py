@@ -1,6 +1,7 @@
 """coroseg.synth.dataset.resplit_by_tree: renders re-used under a fresh tree split."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,7 @@ def test_every_tree_in_one_split_and_its_files_linked(renders, tmp_path):
         # the file is the render's own (same content as its source)
         src = Path(c["rendered_in"])
         assert image.read_text() == f"{src.name} {c['derived']['anatomy_case']} image"
+        assert os.path.samefile(image, src / f"train/{c['group']}/CTCA/{c['case_id'].split('_', 1)[1]}.nrrd")
     assert all(len(s) == 1 for s in split_of_tree.values())
     per_split = {s: sum(1 for c in m["cases"] if c["split"] == s) for s in ("train", "val", "test")}
     assert per_split == {"train": 32, "val": 8, "test": 8}  # 8/2/2 trees x 4 renders
@@ -56,7 +58,7 @@ def test_every_tree_in_one_split_and_its_files_linked(renders, tmp_path):
 def test_seed_redraws_the_split_replayably(renders, tmp_path):
     a = resplit_by_tree(renders, tmp_path / "a", seed=0)["anatomy_splits"]
     b = resplit_by_tree(renders, tmp_path / "b", seed=1)["anatomy_splits"]
-    again = resplit_by_tree(renders, tmp_path / "a", seed=0)["anatomy_splits"]  # over the old files
+    again = resplit_by_tree(renders, tmp_path / "again", seed=0)["anatomy_splits"]
     assert a == again and a != b
     assert sorted(split for _, split in tree_splits(12, seed=5)) == ["test"] * 2 + ["train"] * 8 + ["val"] * 2
 
@@ -69,3 +71,26 @@ def test_procedural_dataset_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="anatomy-mode dataset") as e:
         resplit_by_tree([src], tmp_path / "o", seed=0)
     assert "manifest.json" in str(e.value)
+
+
+def test_a_used_folder_or_twin_source_names_are_input_errors(renders, tmp_path):
+    resplit_by_tree(renders, tmp_path / "used", seed=0)
+    with pytest.raises(InputError, match="new or empty folder"):
+        resplit_by_tree(renders, tmp_path / "used", seed=1)  # seed 0's files would stay beside seed 1's
+    twin = _fake_renders(tmp_path / "other" / renders[0].name, ["x", "y", "z"])
+    with pytest.raises(InputError, match="distinct names"):
+        resplit_by_tree([renders[0], twin], tmp_path / "o", seed=0)
+
+
+def test_the_layout_loads_and_each_case_keeps_its_tree(renders, tmp_path):
+    from coroseg.data.layouts import discover_cases
+    from coroseg.experiment import case_clusters
+
+    out = tmp_path / "seed2"
+    m = resplit_by_tree(renders, out, seed=2)
+    layout, cases = discover_cases(out)
+    assert layout == "split" and len(cases) == 48
+    assert {c.case_id: c.split for c in cases} == {c["case_id"]: c["split"] for c in m["cases"]}
+    assert all(c.centerline is not None for c in cases)  # the .vtp renamed with its case
+    clusters = case_clusters(out)  # what the experiment's bootstrap resamples
+    assert len(clusters) == 48 and set(clusters.values()) == {f"Normal_{i}" for i in range(1, 13)}

@@ -231,11 +231,20 @@ def resplit_by_tree(sources: Sequence[str | Path], out_dir: str | Path, *, seed:
 
     Every real tree the renders come from gets a split (:func:`tree_splits` with ``seed``) and all its
     renders go there, so a tree never straddles splits and another ``seed`` redraws the split without
-    rendering again. Files are hard links (copies across file systems); a case's id becomes
-    ``<source folder name>_<case id>`` so the renders of several sources stay apart. Returns the
-    manifest (also written to ``out_dir/manifest.json``).
+    rendering again. Files are hard links (copies across file systems; every coroseg writer
+    replaces a file rather than writing into it, so a render is never changed through its link); a
+    case's id becomes ``<source folder name>_<case id>`` so the renders of several sources stay
+    apart. ``out_dir`` must be new or empty. Returns the manifest (also written to
+    ``out_dir/manifest.json``): ``seed`` lists the sources' render seeds, ``split_seed`` is ``seed``.
     """
-    renders, first = [], {}
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError("expected a new or empty folder (files left from another split would join this one)", out)
+    names = [Path(s).name for s in sources]
+    if len(set(names)) < len(names):
+        raise InputError(f"source folders need distinct names (they prefix the case ids), found {names}",
+                         Path(sources[0]))
+    renders, first, render_seeds = [], {}, []
     for src in map(Path, sources):
         manifest_path = src / "manifest.json"
         try:
@@ -243,6 +252,7 @@ def resplit_by_tree(sources: Sequence[str | Path], out_dir: str | Path, *, seed:
         except (OSError, ValueError) as exc:
             raise InputError(f"cannot read the dataset's manifest ({exc})", manifest_path) from None
         first = first or manifest
+        render_seeds.append(manifest.get("seed"))
         for case in manifest.get("cases", []):
             tree = (case.get("derived") or {}).get("anatomy_case")
             if not tree:
@@ -254,7 +264,6 @@ def resplit_by_tree(sources: Sequence[str | Path], out_dir: str | Path, *, seed:
         raise InputError(f"{len(trees)} tree(s) cannot give train, val and test trees of their own: "
                          "give renders of at least 3 trees", Path(sources[0]))
     split_of = {trees[t]: split for t, split in tree_splits(len(trees), seed=seed)}
-    out = Path(out_dir)
     cases = []
     for src, case, tree in renders:
         new_id = f"{src.name}_{case['case_id']}"
@@ -270,8 +279,11 @@ def resplit_by_tree(sources: Sequence[str | Path], out_dir: str | Path, *, seed:
             except OSError:  # another file system: copy
                 shutil.copy2(old, dst)
             files[key] = str(dst.relative_to(out))
-        cases.append({**case, "case_id": new_id, "split": split, "files": files, "rendered_in": str(src)})
-    manifest = {"generator": "coroseg.synth", "generator_version": GENERATOR_VERSION, "seed": int(seed),
+        params = {**case["params"], "case_id": new_id} if isinstance(case.get("params"), dict) else case.get("params")
+        cases.append({**case, "case_id": new_id, "split": split, "files": files, "params": params,
+                      "rendered_in": str(src)})
+    manifest = {"generator": "coroseg.synth", "generator_version": GENERATOR_VERSION, "seed": render_seeds,
+                "split_seed": int(seed),
                 **{k: first.get(k) for k in ("preset", "anatomy_dir", "appearance")},
                 "resplit_from": [str(s) for s in sources], "n_cases": len(cases),
                 "split_rule": "real trees split by coroseg.synth.dataset.tree_splits(seed); each render goes to "
