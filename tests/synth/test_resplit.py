@@ -94,3 +94,12 @@ def test_the_layout_loads_and_each_case_keeps_its_tree(renders, tmp_path):
     assert all(c.centerline is not None for c in cases)  # the .vtp renamed with its case
     clusters = case_clusters(out)  # what the experiment's bootstrap resamples
     assert len(clusters) == 48 and set(clusters.values()) == {f"Normal_{i}" for i in range(1, 13)}
+
+
+def test_a_missing_render_file_names_it_and_leaves_nothing(renders, tmp_path):
+    victim = renders[2] / "train" / "Normal" / "Annotations" / "synth_0004.nrrd"
+    victim.unlink()
+    with pytest.raises(InputError, match="label file is missing") as e:
+        resplit_by_tree(renders, tmp_path / "out", seed=0)
+    assert str(victim) in str(e.value)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.*"))

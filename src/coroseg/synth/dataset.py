@@ -264,7 +264,7 @@ def resplit_by_tree(sources: Sequence[str | Path], out_dir: str | Path, *, seed:
         raise InputError(f"{len(trees)} tree(s) cannot give train, val and test trees of their own: "
                          "give renders of at least 3 trees", Path(sources[0]))
     split_of = {trees[t]: split for t, split in tree_splits(len(trees), seed=seed)}
-    cases = []
+    cases, written = [], []
     for src, case, tree in renders:
         new_id = f"{src.name}_{case['case_id']}"
         split = split_of[tree]
@@ -272,12 +272,15 @@ def resplit_by_tree(sources: Sequence[str | Path], out_dir: str | Path, *, seed:
         for key, rel in case["files"].items():
             old = src / rel
             dst = out / split / case["group"] / old.parent.name / old.name.replace(case["case_id"], new_id, 1)
+            if not old.is_file():
+                _remove(written, out)  # nothing half-laid-out: the split layout would look valid
+                raise InputError(f"case {case['case_id']!r}: its {key} file is missing", old)
             dst.parent.mkdir(parents=True, exist_ok=True)
-            dst.unlink(missing_ok=True)
             try:
                 os.link(old, dst)
             except OSError:  # another file system: copy
                 shutil.copy2(old, dst)
+            written.append(dst)
             files[key] = str(dst.relative_to(out))
         params = {**case["params"], "case_id": new_id} if isinstance(case.get("params"), dict) else case.get("params")
         cases.append({**case, "case_id": new_id, "split": split, "files": files, "params": params,
