@@ -111,8 +111,7 @@ def run_experiment(data_dir: str | Path | Mapping[int, str | Path], out_dir: str
     command : str, optional
         The command line that ran this, printed at the head of ``results.md``.
     """
-    from coroseg.eval.testing import test_run
-    from coroseg.train import train
+    from coroseg.data.cache import reuse_prepared
 
     if not 0.0 < locator_share < 1.0:
         raise CorosegError(f"locator share must be between 0 and 1 (exclusive), not {locator_share}")
@@ -124,31 +123,10 @@ def run_experiment(data_dir: str | Path | Mapping[int, str | Path], out_dir: str
     out = Path(out_dir)
     rows: list[dict] = []
     for seed in seeds:
-        data = Path(data_for[seed])
-        tree = case_clusters(data)
-        for arm in arms:
-            run = out / "runs" / f"{arm.name.replace('@', '_')}_seed{seed}"
-            n_model, n_loc = arm.patches(patch_budget, locator_share)
-            if not run_complete(run):
-                log.info("training %s seed %d (%d model + %d locator patches)", arm.name, seed, n_model, n_loc)
-                opts = dict(overrides or {})
-                if arm.model.startswith("unet2d"):
-                    opts.pop("patch_size", None)  # a 3D patch size does not apply to 2D models
-                if arm.is_crop:
-                    opts["locator_budget"] = n_loc
-                train(data, run, model=arm.model, attention=arm.attention, patch_budget=n_model,
-                      batch_size=batch_size, lr=lr, val_every=val_every, device=device, seed=seed,
-                      progress=progress, resume=(run / "last.safetensors").exists(), **opts)
-            else:
-                _check_budget(run, n_model, n_loc if arm.is_crop else None)
-            modes = ("auto", "gt") if arm.is_crop else ("none",)
-            case_rows, _ = test_run(run, data, run / "test", centerlines=modes, device=device,
-                                    save_predictions=False, progress=progress)
-            cost = training_cost(run)
-            for r in case_rows:
-                rows.append({"arm": arm.name, "model": arm.model, "seed": seed, "model_patches": n_model,
-                             "locator_patches": n_loc, "budget": n_model + n_loc,
-                             "cluster": tree.get(r["case_id"], r["case_id"]), **cost, **r})
+        with reuse_prepared():  # the arms of a seed share its cases: each read and resampled once
+            rows += _run_seed(seed, Path(data_for[seed]), out, arms, patch_budget, locator_share, device=device,
+                              batch_size=batch_size, lr=lr, val_every=val_every, progress=progress,
+                              overrides=overrides)
     if baselines:
         first = arms[0].name.replace("@", "_")
         rows += classical_baselines(data_for[seeds[0]], out / "runs" / f"{first}_seed{seeds[0]}")
@@ -158,6 +136,41 @@ def run_experiment(data_dir: str | Path | Mapping[int, str | Path], out_dir: str
     write_text(out / "results.md", text)
     plot_dice_vs_budget(rows, out / "dice_vs_budget.png")
     return text
+
+
+def _run_seed(seed: int, data: Path, out: Path, arms: Sequence[Arm], patch_budget: int, locator_share: float, *,
+              device: str, batch_size: int, lr: float, val_every: int, progress: bool,
+              overrides: dict | None) -> list[dict]:
+    """Train (or re-use) and test every arm on one seed's dataset; the per-case rows."""
+    from coroseg.eval.testing import test_run
+    from coroseg.train import train
+
+    tree = case_clusters(data)
+    rows: list[dict] = []
+    for arm in arms:
+        run = out / "runs" / f"{arm.name.replace('@', '_')}_seed{seed}"
+        n_model, n_loc = arm.patches(patch_budget, locator_share)
+        if not run_complete(run):
+            log.info("training %s seed %d (%d model + %d locator patches)", arm.name, seed, n_model, n_loc)
+            opts = dict(overrides or {})
+            if arm.model.startswith("unet2d"):
+                opts.pop("patch_size", None)  # a 3D patch size does not apply to 2D models
+            if arm.is_crop:
+                opts["locator_budget"] = n_loc
+            train(data, run, model=arm.model, attention=arm.attention, patch_budget=n_model,
+                  batch_size=batch_size, lr=lr, val_every=val_every, device=device, seed=seed,
+                  progress=progress, resume=(run / "last.safetensors").exists(), **opts)
+        else:
+            _check_budget(run, n_model, n_loc if arm.is_crop else None)
+        modes = ("auto", "gt") if arm.is_crop else ("none",)
+        case_rows, _ = test_run(run, data, run / "test", centerlines=modes, device=device,
+                                save_predictions=False, progress=progress)
+        cost = training_cost(run)
+        for r in case_rows:
+            rows.append({"arm": arm.name, "model": arm.model, "seed": seed, "model_patches": n_model,
+                         "locator_patches": n_loc, "budget": n_model + n_loc,
+                         "cluster": tree.get(r["case_id"], r["case_id"]), **cost, **r})
+    return rows
 
 
 def case_clusters(data_dir: Path) -> dict[str, str]:

@@ -151,3 +151,42 @@ def test_every_augmentation_transform_runs_on_its_patch_dimensionality(dims):
         t.set_random_state(0)
         out = t({k: v.clone() for k, v in sample.items()})
         assert out["image"].shape == shape, type(t).__name__
+
+
+def test_reuse_prepared_reads_each_case_once_per_setting(tmp_path, monkeypatch):
+    import os
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "train"))
+    from train_helpers import make_dataset
+
+    from coroseg.data import cache
+    from coroseg.data.layouts import load_dataset
+
+    root = make_dataset(tmp_path / "ds", n_train=2, n_val=0)
+    case = load_dataset(root)[0]
+    reads = []
+    real_read = cache.read_case
+    monkeypatch.setattr(cache, "read_case", lambda c: reads.append(c.case_id) or real_read(c))
+    intensity = {"clip": [-100.0, 500.0], "mean": 0.0, "std": 100.0}
+    spacing = (0.8, 0.8, 0.8)
+    with cache.reuse_prepared():
+        a = cache.prepare_case(case, spacing, intensity, centerline=False)
+        b = cache.prepare_case(case, spacing, intensity, centerline=False)
+        assert len(reads) == 1 and b.image is a.image  # the second run re-uses the first's arrays
+        with pytest.raises(ValueError):
+            a.image[0, 0, 0] = 1.0  # kept arrays are read-only: no run can change the next one's data
+        cache.prepare_case(case, spacing, intensity, centerline=False, label_mode="coverage")
+        cache.prepare_case(case, spacing, {**intensity, "mean": 1.0}, centerline=False)
+        assert len(reads) == 3  # another label mode or normalisation is another preparation
+        st = case.image.stat()
+        os.utime(case.image, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # the file changed on disk
+        cache.prepare_case(case, spacing, intensity, centerline=False)
+        assert len(reads) == 4
+        s1 = cache.case_statistics([case], seed=0)
+        s2 = cache.case_statistics([case], seed=0)
+        assert s1 == s2 and len(reads) == 5
+    c = cache.prepare_case(case, spacing, intensity, centerline=False)  # outside the block: nothing kept
+    assert len(reads) == 6 and c.image.flags.writeable
+    np.testing.assert_array_equal(c.image, a.image)

@@ -3,13 +3,22 @@
 Each case is read once, resampled to the model spacing, normalised with the training-set
 intensity statistics and kept as a :class:`PreparedCase` (float32 image, uint8 label and the
 centerline graph in world mm), so sampling patches never touches the disk.
+
+Inside :func:`reuse_prepared` the prepared cases and the training statistics are also kept
+across training runs in one process, keyed by the case files (path, size, modification time)
+and the preparation settings: an experiment whose arms train on the same cases then reads and
+resamples each case once per setting instead of once per run. Kept arrays are made read-only,
+so a caller that changed one in place would fail at once instead of corrupting the next run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
+import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -23,6 +32,9 @@ log = logging.getLogger(__name__)
 
 #: :func:`coarse_label`: minimum linearly interpolated label value that counts as vessel
 COVERAGE_THRESHOLD = 0.15
+
+#: what :func:`reuse_prepared` keeps (``None``: not inside one)
+_kept: dict | None = None
 
 
 @dataclasses.dataclass
@@ -113,13 +125,20 @@ def case_statistics(cases: Sequence[Case], *, seed: int = 0) -> tuple[list[tuple
     """
     if not cases:
         raise ValueError("need at least one case")
+    key = ("statistics", tuple(_files_key(c) for c in cases), seed)
+    if _kept is not None and key in _kept:
+        spacings, intensity = _kept[key]
+        return list(spacings), copy.deepcopy(intensity)
     rng = np.random.default_rng(seed)
     spacings, samples = [], []
     for c in cases:
         img, lab = read_case(c)
         spacings.append(tuple(img.spacing))
         samples.append(intensity_samples(img.array, lab.array, rng))
-    return spacings, intensity_from_samples(samples)
+    intensity = intensity_from_samples(samples)
+    if _kept is not None:
+        _kept[key] = (list(spacings), copy.deepcopy(intensity))
+    return spacings, intensity
 
 
 def coarse_label(label: Volume, image: Volume, *, coverage: float = COVERAGE_THRESHOLD) -> np.ndarray:
@@ -157,6 +176,21 @@ def prepare_case(case: Case, spacing: Sequence[float], intensity: dict, *, cente
     """
     if label_mode not in ("nearest", "coverage"):
         raise ValueError(f"label_mode must be 'nearest' or 'coverage', found {label_mode!r}")
+    key = ("prepared", _files_key(case), tuple(float(v) for v in spacing), json.dumps(intensity, sort_keys=True),
+           bool(centerline), label_mode)
+    if _kept is not None and key in _kept:
+        log.debug("%s: prepared case re-used", case.case_id)
+        return dataclasses.replace(_kept[key], case_id=case.case_id)
+    prepared = _prepare_case(case, spacing, intensity, centerline=centerline, label_mode=label_mode)
+    if _kept is not None:
+        for a in (prepared.image, prepared.label):
+            a.flags.writeable = False
+        _kept[key] = prepared
+    return prepared
+
+
+def _prepare_case(case: Case, spacing: Sequence[float], intensity: dict, *, centerline: bool,
+                  label_mode: str) -> PreparedCase:
     image, label = read_case(case)
     graph, source = (None, "none")
     if centerline:
@@ -172,6 +206,43 @@ def prepare_case(case: Case, spacing: Sequence[float], intensity: dict, *, cente
     lab = (np.asarray(lab) > 0).astype(np.uint8)
     return PreparedCase(case.case_id, normalise(image.array, intensity), lab, image.with_array(lab, is_label=True),
                         graph, source)
+
+
+@contextlib.contextmanager
+def reuse_prepared() -> Iterator[None]:
+    """Keep prepared cases and training statistics for re-use until the block ends.
+
+    For several training runs on the same cases in one process (``coroseg experiment``'s arms
+    and seeds): each case is read and resampled once per (spacing, intensity, label mode)
+    instead of once per run. Memory grows with every distinct preparation kept (about 5 bytes
+    per model-grid voxel); everything is released when the block ends. Nested blocks share
+    the outer one's store.
+
+    Examples
+    --------
+    >>> with reuse_prepared():          # doctest: +SKIP
+    ...     for arm in arms:
+    ...         train(data, out / arm, model=arm)
+    """
+    global _kept
+    if _kept is not None:
+        yield
+        return
+    _kept = {}
+    try:
+        yield
+    finally:
+        _kept = None
+
+
+def _files_key(case: Case) -> tuple:
+    """What identifies a case's content: its files' paths, sizes and modification times."""
+    def ident(path):
+        if path is None:
+            return None
+        st = path.stat()
+        return str(path.resolve()), st.st_size, st.st_mtime_ns
+    return (ident(case.image), ident(case.label), ident(case.centerline), case.label_values)
 
 
 def prepare_cases(cases: Sequence[Case], spacing: Sequence[float], intensity: dict, *,
@@ -195,4 +266,4 @@ def prepare_cases(cases: Sequence[Case], spacing: Sequence[float], intensity: di
 
 
 __all__ = ["PreparedCase", "read_case", "load_centerline", "training_statistics", "case_statistics", "prepare_case",
-           "prepare_cases", "coarse_label", "COVERAGE_THRESHOLD"]
+           "prepare_cases", "reuse_prepared", "coarse_label", "COVERAGE_THRESHOLD"]
