@@ -167,7 +167,7 @@ REGISTRY: tuple[Step, ...] = (
          output=f"{RESULTS}/gpu_check_tiny.txt", result_file="{work}/gpu_check_tiny/gpu_check.txt",
          fresh=("{work}/gpu_check_tiny",)),
     Step("experiment", ("benchmarks/experiment_fair.py", "--work", "{work}/experiment", "--out",
-                        "{work}/experiment/experiment.md"), 190,
+                        "{work}/experiment/experiment.md"), 140,
          "README 'Results' (crop vs grid, attention, budgets); docs/results/experiment.md",
          output=f"{RESULTS}/experiment.md", result_file="{work}/experiment/experiment.md",  # skips its real set itself
          fresh=("{work}/experiment",)),
