@@ -42,6 +42,7 @@ DEMO_OPTIONS: dict = {
     "patch_size": [48, 48, 48],
     "spacing": "min",
     "augment": 0.5,
+    "reference_levels": True,
     "attention_dropout": 0.1,
     "spurious_branches": 3,
     "perturb_kwargs": {"drop_branch_p": 0.4, "truncate_mm": [0.0, 25.0], "gap_p": 0.3, "gap_mm": [2.0, 10.0]},

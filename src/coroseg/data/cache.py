@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from coroseg.data.layouts import Case
+from coroseg.data.levels import reference_volume
 from coroseg.data.preprocess import intensity_from_samples, intensity_samples, normalise, target_spacing, to_model_grid
 from coroseg.errors import GeometryError, InputError
 from coroseg.io.centerline import CenterlineGraph
@@ -110,14 +111,20 @@ def load_centerline(case: Case, label: Volume) -> tuple[CenterlineGraph, str]:
     return centerline_from_mask(label), "label"
 
 
-def training_statistics(cases: Sequence[Case], *, seed: int = 0) -> tuple[tuple[float, float, float], dict]:
+def training_statistics(cases: Sequence[Case], *, seed: int = 0,
+                        reference: bool = False) -> tuple[tuple[float, float, float], dict]:
     """``(spacing, intensity)`` from the TRAINING cases: median spacing and HU statistics."""
-    spacings, intensity = case_statistics(cases, seed=seed)
+    spacings, intensity = case_statistics(cases, seed=seed, reference=reference)
     return target_spacing(spacings), intensity
 
 
-def case_statistics(cases: Sequence[Case], *, seed: int = 0) -> tuple[list[tuple[float, float, float]], dict]:
+def case_statistics(cases: Sequence[Case], *, seed: int = 0,
+                    reference: bool = False) -> tuple[list[tuple[float, float, float]], dict]:
     """Each case's native spacing and the HU statistics of :func:`intensity_stats`.
+
+    ``reference``: each image is first mapped onto the fixed fat / blood-pool levels
+    (:func:`coroseg.data.levels.reference_volume`), as training and inference will then see it;
+    the returned intensity carries ``"reference": True`` so both apply that map.
 
     Cases are read one at a time and only their samples kept (not every volume at once). The
     intensity statistics are computed at each case's native spacing (resampling does not
@@ -125,7 +132,7 @@ def case_statistics(cases: Sequence[Case], *, seed: int = 0) -> tuple[list[tuple
     """
     if not cases:
         raise ValueError("need at least one case")
-    key = ("statistics", tuple(_files_key(c) for c in cases), seed)
+    key = ("statistics", tuple(_files_key(c) for c in cases), seed, reference)
     if _kept is not None and key in _kept:
         spacings, intensity = _kept[key]
         return list(spacings), copy.deepcopy(intensity)
@@ -133,9 +140,13 @@ def case_statistics(cases: Sequence[Case], *, seed: int = 0) -> tuple[list[tuple
     spacings, samples = [], []
     for c in cases:
         img, lab = read_case(c)
+        if reference:
+            img = reference_volume(img)[0]
         spacings.append(tuple(img.spacing))
         samples.append(intensity_samples(img.array, lab.array, rng))
     intensity = intensity_from_samples(samples)
+    if reference:
+        intensity["reference"] = True
     if _kept is not None:
         _kept[key] = (list(spacings), copy.deepcopy(intensity))
     return spacings, intensity
@@ -192,6 +203,8 @@ def prepare_case(case: Case, spacing: Sequence[float], intensity: dict, *, cente
 def _prepare_case(case: Case, spacing: Sequence[float], intensity: dict, *, centerline: bool,
                   label_mode: str) -> PreparedCase:
     image, label = read_case(case)
+    if intensity.get("reference"):
+        image = reference_volume(image)[0]
     graph, source = (None, "none")
     if centerline:
         graph, source = load_centerline(case, label)

@@ -113,7 +113,7 @@ def _prior_graph(run, vol_lps: Volume, centerline, device: torch.device, info: S
                            "--centerline auto cannot find a centerline; pass --centerline FILE or none",
                            None if where is None else Path(where) / "config.json")
     _, graph = locate(vol_lps, run.locator, cfg.locator, device=device, info=info,
-                      max_vessel_fraction=max_vessel_fraction)
+                      max_vessel_fraction=max_vessel_fraction, referenced=True)
     return graph, (source or "auto") if graph is not None else "auto-failed"
 
 
@@ -260,6 +260,7 @@ def _output_centerline(seg: Volume, info: StageInfo, max_vessel_fraction: float,
 
 def _predict_volume(run, vol: Volume, *, centerline, centerline_source, device, postprocess_options, iterate,
                     max_iterations, batch_size, extract_centerline, max_vessel_fraction, keep_prob) -> Prediction:
+    from coroseg.data.levels import reference_volume
     from coroseg.data.preprocess import ModelGridPatches, normalise, to_model_grid
 
     t_start = time.perf_counter()
@@ -269,6 +270,11 @@ def _predict_volume(run, vol: Volume, *, centerline, centerline_source, device, 
     info = StageInfo()
     t0 = time.perf_counter()
     vol_lps = orient_lps(vol)
+    levels = None
+    if cfg.intensity.get("reference"):  # the networks see the scan on fixed fat / blood levels
+        vol_lps, levels = reference_volume(vol_lps)
+        if levels.problem:
+            info.warn(f"HU levels not referenced ({levels.problem}); the scan is used as it is")
     t0 = info.tick("preprocess", t0)
 
     def whole_volume() -> tuple[Volume, np.ndarray]:
@@ -333,6 +339,9 @@ def _predict_volume(run, vol: Volume, *, centerline, centerline_source, device, 
             "prior_nodes": prior_nodes, "device": str(dev), "model": cfg.model,
             "model_grid_shape": list(grid.shape), "model_spacing": list(grid.spacing),
             "warnings": list(info.warnings)}
+    if levels is not None:
+        meta["hu_levels"] = {"fat": levels.fat, "blood": levels.blood, "gain": round(levels.gain, 4),
+                             "shift": round(levels.shift, 2)}
     return Prediction(seg, prob_in, graph, timings, meta)
 
 

@@ -107,7 +107,8 @@ def run_grid(norm: np.ndarray, model: torch.nn.Module, config: RunConfig, *, dev
 
 def locate(vol_lps: Volume, locator: torch.nn.Module, loc_cfg: LocatorConfig, *, device: torch.device,
            batch_size: int = 4, info: StageInfo | None = None,
-           max_vessel_fraction: float = MAX_VESSEL_FRACTION) -> tuple[Volume, CenterlineGraph | None]:
+           max_vessel_fraction: float = MAX_VESSEL_FRACTION,
+           referenced: bool = False) -> tuple[Volume, CenterlineGraph | None]:
     """Stage 1: locator probability on its own grid, and the centerline skeletonised from it.
 
     Parameters
@@ -119,6 +120,10 @@ def locate(vol_lps: Volume, locator: torch.nn.Module, loc_cfg: LocatorConfig, *,
     loc_cfg : LocatorConfig
         The run config's locator: grid (``spacing``, ``patch_size``), ``intensity``, and the
         mask rules of :func:`locator_mask`; ``tta`` averages over :data:`LOCATOR_TTA_FLIPS`.
+    referenced : bool
+        ``vol_lps`` is already on the fixed HU levels (:func:`coroseg.data.levels.reference_volume`;
+        ``predict`` does that once for both networks); otherwise it is referenced here when
+        ``loc_cfg.intensity`` asks for it.
 
     Returns
     -------
@@ -131,7 +136,8 @@ def locate(vol_lps: Volume, locator: torch.nn.Module, loc_cfg: LocatorConfig, *,
     from coroseg.prior.skeleton import centerline_from_mask
 
     info = info if info is not None else StageInfo()
-    prob = locator_probability(vol_lps, locator, loc_cfg, device=device, batch_size=batch_size, info=info)
+    prob = locator_probability(vol_lps, locator, loc_cfg, device=device, batch_size=batch_size, info=info,
+                               referenced=referenced)
     t0 = time.perf_counter()
     mask = locator_mask(prob, loc_cfg)
     frac = float(mask.mean())
@@ -146,12 +152,18 @@ def locate(vol_lps: Volume, locator: torch.nn.Module, loc_cfg: LocatorConfig, *,
 
 
 def locator_probability(vol_lps: Volume, locator: torch.nn.Module, loc_cfg: LocatorConfig, *, device: torch.device,
-                        batch_size: int = 4, info: StageInfo | None = None) -> Volume:
-    """The locator's vessel probability on its own grid: resampled, normalised, slid (``tta``: mirrored)."""
+                        batch_size: int = 4, info: StageInfo | None = None, referenced: bool = False) -> Volume:
+    """The locator's vessel probability on its own grid: HU-referenced when its config asks (and
+    ``referenced`` is false, see :func:`locate`), resampled, normalised, slid (``tta``: mirrored)."""
+    from coroseg.data.levels import reference_volume
     from coroseg.data.preprocess import normalise, to_model_grid
 
     info = info if info is not None else StageInfo()
     t0 = time.perf_counter()
+    if loc_cfg.intensity.get("reference") and not referenced:
+        vol_lps, levels = reference_volume(vol_lps)
+        if levels.problem:
+            info.warn(f"HU levels not referenced ({levels.problem}); the scan is used as it is")
     grid = to_model_grid(vol_lps, loc_cfg.spacing)
     norm = normalise(grid.array, loc_cfg.intensity)
     t0 = info.tick("locator_preprocess", t0)

@@ -269,7 +269,12 @@ def config_problem(cfg: dict) -> str | None:
         "n_clusters": (lambda v: v is None or _whole(v, 1, 1e4), "a whole number from 1 to 10000, or null")})
     if problem:
         return problem
-    return _locator_problem(cfg["locator"])
+    problem = _locator_problem(cfg["locator"])
+    if problem is None and isinstance(cfg["locator"], dict) and (
+            bool(cfg["locator"]["intensity"].get("reference")) != bool(cfg["intensity"].get("reference"))):
+        # the scan is referenced once for both networks
+        return "locator.intensity.reference must equal intensity.reference"
+    return problem
 
 
 def _keys_problem(block: dict, kind: type, where: str, required: tuple = ()) -> str | None:
@@ -348,6 +353,8 @@ def _intensity_problem(inten) -> str | None:
     if max(abs(lo), abs(hi), abs(mean)) > 1e5 or not 1e-3 <= std <= 1e5:
         return (f"expected HU-scale values (|clip|, |mean| <= 1e5, 1e-3 <= std <= 1e5), found "
                 f"clip=[{lo:g}, {hi:g}], mean={mean:g}, std={std:g}")
+    if not isinstance(inten.get("reference", False), bool):
+        return f"reference={inten['reference']!r:.40}: expected true or false"
     return None
 
 
@@ -361,7 +368,10 @@ def _floats(v) -> tuple:
 
 def _intensity(inten: dict) -> dict:
     lo, hi = inten["clip"]
-    return {"clip": [float(lo), float(hi)], "mean": float(inten["mean"]), "std": float(inten["std"])}
+    out = {"clip": [float(lo), float(hi)], "mean": float(inten["mean"]), "std": float(inten["std"])}
+    if inten.get("reference"):  # per-scan fat / blood-pool referencing first (coroseg.data.levels)
+        out["reference"] = True
+    return out
 
 
 def _network(net: dict) -> dict:

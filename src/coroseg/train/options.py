@@ -57,6 +57,8 @@ class TrainOptions:
     crops_per_case: int | None = dataclasses.field(default=None, metadata=_range(1, 100_000, whole=True,
                                                                                    nullable=True))
     augment: float = dataclasses.field(default=1.0, metadata=_range(0, 10))       # strength, 0 = off
+    # map every scan's fat and blood-pool levels onto fixed HU before normalising (coroseg.data.levels)
+    reference_levels: bool = dataclasses.field(default=False, metadata={"bool": True})
     cldice: float = dataclasses.field(default=0.0, metadata=_range(0, 100))       # soft clDice weight (0 = off)
     # data-loader workers (None: 0 on CPU, min(8, cpus/world) on GPU)
     num_workers: int | None = dataclasses.field(default=None, metadata=_range(0, 256, whole=True, nullable=True))

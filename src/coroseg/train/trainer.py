@@ -233,7 +233,7 @@ def _train(data_dir: Path, run_dir: Path, info: D.DistInfo, interrupted: list, *
         spec = model_spec(model, attention=attention)
         if opts.patch_size is not None:
             spec["patch_size"] = [int(v) for v in opts.patch_size]
-        spacings, intensity = case_statistics(train_cases, seed=seed)
+        spacings, intensity = case_statistics(train_cases, seed=seed, reference=opts.reference_levels)
         config = make_config(spec, model_spacing(opts.spacing, spacings), intensity, data_dir, layout, seed, epochs,
                              batch_size, lr, patch_budget, info.world, info.device.type, opts)
         if info.is_main:
