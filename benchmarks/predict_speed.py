@@ -111,13 +111,17 @@ def run_baseline(run_dir: str, image: str, label: str, out: str, device: str, pr
     st["read"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     vol_lps = orient_lps(vol)
+    if cfg.intensity.get("reference"):  # as predict does: both networks see the referenced scan
+        from coroseg.data.levels import reference_volume
+
+        vol_lps = reference_volume(vol_lps)[0]
     grid = to_model_grid(vol_lps, cfg.spacing)
     x = normalise(grid.array, cfg.intensity)
     st["preprocess"] = time.perf_counter() - t0
     att = None
     if cfg.attention:
         info = StageInfo()
-        _, graph = locate(vol_lps, run.locator, cfg.locator, device=dev, info=info)
+        _, graph = locate(vol_lps, run.locator, cfg.locator, device=dev, info=info, referenced=True)
         st.update(info.timings)
         t0 = time.perf_counter()
         att = attention(graph, grid, cfg) if graph is not None else None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from infer_helpers import dice, flipped, tube_phantom
+from infer_helpers import TUBE_HU, dice, flipped, tube_phantom
 
 from coroseg.errors import CorosegError, InputError
 from coroseg.infer import PostprocessOptions, predict, predict_volume
@@ -348,3 +348,30 @@ def test_an_nnunet_folder_is_looked_at_again_when_its_files_change(tmp_path):
     assert case_id(folder / "case_0000.nrrd") == "case"
     write_volume(vol, folder / "other.nrrd")  # no longer every scan ends in _0000: not nnU-Net's
     assert case_id(folder / "case_0000.nrrd") == "case_0000"
+
+
+def test_hu_referencing_segments_a_weak_bolus_scan_the_plain_run_misses(fake_run):
+    """Tubes at 450 HU with a blood pool at the same level and fat around: scaled to a weak bolus
+    (tubes ~120 HU) the plain threshold network misses them; with ``intensity.reference`` the scan
+    is mapped back onto the fixed fat / blood levels and they are found again."""
+    from scipy import ndimage
+
+    from coroseg.data import levels
+
+    img, lab, _ = tube_phantom(shape=(40, 48, 48))
+    arr = img.array.astype(np.float32).copy()
+    far = ndimage.distance_transform_edt(lab.array == 0) > 4
+    arr[far & (np.arange(48) < 24)[None, None, :]] = -100.0  # fat
+    arr[4:36, 2:20, 30:46][far[4:36, 2:20, 30:46]] = TUBE_HU  # blood pool
+    weak = img.with_array(0.4 * (arr + 100.0) - 100.0)  # fat stays, blood 450 -> 120 HU
+    plain = fake_run("unet3d_grid")
+    referenced = fake_run("unet3d_grid")
+    referenced.config["intensity"]["reference"] = True
+    miss = predict_volume(plain, weak)
+    hit = predict_volume(referenced, weak)
+    tubes = lab.array > 0
+    assert (miss.seg.array > 0).sum() < 0.2 * tubes.sum()
+    assert dice(hit.seg.array * tubes, tubes) > 0.8
+    assert "hu_levels" not in miss.info
+    assert abs(hit.info["hu_levels"]["blood"] - 120.0) <= 15 and hit.info["hu_levels"]["gain"] > 2
+    assert levels.measure_levels(weak).problem is None

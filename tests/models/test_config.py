@@ -91,6 +91,8 @@ def test_schema1_run_folder_loads_and_predicts(tmp_path):
     (lambda c: c["locator"].update(low_threshold="x"), r"locator.low_threshold='x': expected a number from 0 to 1"),
     (lambda c: c["locator"]["network"].update(in_channels=2), r"locator.network: expected a 3D network with 1 input"),
     (lambda c: c.update(status=3), r"status=3: expected a string"),
+    (lambda c: c["intensity"].update(reference="yes"), r"intensity: reference='yes': expected true or false"),
+    (lambda c: c["intensity"].update(reference=True), r"locator.intensity.reference must equal intensity.reference"),
 ])
 def test_a_tampered_config_is_one_line_naming_the_key(tmp_path, change, message):
     raw = _schema1()

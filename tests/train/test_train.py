@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -243,3 +244,29 @@ def test_a_validation_dice_that_stays_0_is_warned_about(tiny_data, tmp_path, mon
         train(tiny_data, tmp_path / "z", model="unet3d_grid", epochs=2, batch_size=4, device="cpu",
               patch_size=[16, 16, 16], progress=False, **TINY)
     assert "validation Dice stayed 0" in caplog.text
+
+
+def test_reference_levels_is_written_for_both_networks_and_applied_to_the_training_images(tiny_data, tmp_path,
+                                                                                         monkeypatch):
+    import coroseg.data.cache as cache
+    from coroseg.data.layouts import load_dataset
+    from coroseg.data.preprocess import normalise, to_model_grid
+
+    # a known map in place of the measured one: training must see exactly 2 x HU + 10
+    from coroseg.data.levels import ScanLevels
+
+    known = ScanLevels(-95.0, 215.0, gain=2.0, shift=10.0)
+    monkeypatch.setattr(cache, "reference_volume", lambda vol: (vol.with_array(known.apply(vol.array)), known))
+    run = train(tiny_data, tmp_path / "r", model="unet3d_crop", epochs=1, batch_size=2, device="cpu",
+                patch_budget=4, patch_size=[16, 16, 16], progress=False, reference_levels=True, **TINY)
+    cfg = read_config(run)
+    assert cfg.intensity["reference"] is True and cfg.locator.intensity["reference"] is True
+    case = load_dataset(tiny_data)[0]
+    image, _ = cache.read_case(case)
+    prepared = cache.prepare_case(case, cfg.spacing, cfg.intensity, centerline=False)
+    expected = normalise(to_model_grid(image.with_array(image.array * 2.0 + 10.0), cfg.spacing).array, cfg.intensity)
+    np.testing.assert_allclose(prepared.image, expected, atol=1e-5)
+    plain = cache.case_statistics([case], seed=0)[1]
+    doubled = cache.case_statistics([case], seed=0, reference=True)[1]
+    assert doubled["reference"] is True and "reference" not in plain
+    assert doubled["std"] == pytest.approx(2.0 * plain["std"], rel=1e-3)

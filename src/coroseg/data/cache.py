@@ -141,7 +141,7 @@ def case_statistics(cases: Sequence[Case], *, seed: int = 0,
     for c in cases:
         img, lab = read_case(c)
         if reference:
-            img = reference_volume(img)[0]
+            img = _referenced(img, c, warn=True)
         spacings.append(tuple(img.spacing))
         samples.append(intensity_samples(img.array, lab.array, rng))
     intensity = intensity_from_samples(samples)
@@ -150,6 +150,15 @@ def case_statistics(cases: Sequence[Case], *, seed: int = 0,
     if _kept is not None:
         _kept[key] = (list(spacings), copy.deepcopy(intensity))
     return spacings, intensity
+
+
+def _referenced(image: Volume, case: Case, *, warn: bool = False) -> Volume:
+    """``image`` on the fixed fat / blood-pool levels (:mod:`coroseg.data.levels`); as it is when they
+    cannot be measured (said once per case, from the statistics pass, when ``warn``)."""
+    out, levels = reference_volume(image)
+    if levels.problem and warn:
+        log.warning("%s: HU levels not referenced (%s); the scan is used as it is", case.case_id, levels.problem)
+    return out
 
 
 def coarse_label(label: Volume, image: Volume, *, coverage: float = COVERAGE_THRESHOLD) -> np.ndarray:
@@ -204,7 +213,7 @@ def _prepare_case(case: Case, spacing: Sequence[float], intensity: dict, *, cent
                   label_mode: str) -> PreparedCase:
     image, label = read_case(case)
     if intensity.get("reference"):
-        image = reference_volume(image)[0]
+        image = _referenced(image, case)
     graph, source = (None, "none")
     if centerline:
         graph, source = load_centerline(case, label)

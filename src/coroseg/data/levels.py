@@ -72,9 +72,9 @@ class ScanLevels:
 def _block_mean(array: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
     """Mean over ``factors``-sized blocks (the partial blocks at the far edges are dropped)."""
     shape = [max(1, n // f) for n, f in zip(array.shape, factors)]
-    cut = array[tuple(slice(0, s * f) for s, f in zip(shape, factors))].astype(np.float32)
+    cut = array[tuple(slice(0, s * f) for s, f in zip(shape, factors))]
     f = [min(f, n) for f, n in zip(factors, cut.shape)]
-    return cut.reshape(shape[0], f[0], shape[1], f[1], shape[2], f[2]).mean(axis=(1, 3, 5))
+    return cut.reshape(shape[0], f[0], shape[1], f[1], shape[2], f[2]).mean(axis=(1, 3, 5), dtype=np.float32)
 
 
 def measure_levels(vol: Volume) -> ScanLevels:
