@@ -30,7 +30,7 @@ def test_measure_levels_finds_fat_and_blood_pool():
     np.testing.assert_allclose(mapped, [levels.FAT_HU, levels.BLOOD_HU], atol=1e-3)
 
 
-@pytest.mark.parametrize(("gain", "offset"), [(0.45, -60.0), (1.9, 80.0)])
+@pytest.mark.parametrize(("gain", "offset"), [(0.45, -60.0), (0.8, 70.0)])
 def test_referencing_removes_hu_offset_and_contrast_scale(gain, offset):
     vol = compartments()
     ref, _ = levels.reference_volume(vol)
@@ -40,6 +40,15 @@ def test_referencing_removes_hu_offset_and_contrast_scale(gain, offset):
     # histogram's 10 HU bins, i.e. a few HU after the map)
     inner = np.abs(other.array - ref.array)[8:32, 10:34, 8:30]
     assert float(np.median(inner)) < 25.0
+
+
+def test_a_brighter_bolus_keeps_its_contrast_and_only_moves_its_fat():
+    vol = compartments()
+    bright = vol.with_array(vol.array * 1.9 + 80.0)  # blood 745 HU, 855 HU above fat
+    out, found = levels.reference_volume(bright)
+    assert found.problem is None and found.gain == levels.MIN_GAIN == 1.0
+    assert abs(found.fat + found.shift - levels.FAT_HU) < 1e-3
+    np.testing.assert_allclose(out.array, bright.array + found.shift, atol=1e-3)
 
 
 def test_scan_without_contrast_is_left_unchanged_with_the_reason():
