@@ -250,10 +250,10 @@ def test_reference_levels_is_written_for_both_networks_and_applied_to_the_traini
                                                                                          monkeypatch):
     import coroseg.data.cache as cache
     from coroseg.data.layouts import load_dataset
-    from coroseg.data.preprocess import normalise, to_model_grid
 
     # a known map in place of the measured one: training must see exactly 2 x HU + 10
     from coroseg.data.levels import ScanLevels
+    from coroseg.data.preprocess import normalise, to_model_grid
 
     known = ScanLevels(-95.0, 215.0, gain=2.0, shift=10.0)
     monkeypatch.setattr(cache, "reference_volume", lambda vol: (vol.with_array(known.apply(vol.array)), known))
