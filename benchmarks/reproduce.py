@@ -155,7 +155,7 @@ REGISTRY: tuple[Step, ...] = (
          output=_out("predict_throughput"), requires=("demo",), fresh=("{work}/thr",)),
     Step("tta", ("benchmarks/tta.py", "--run", "{work}/demo/run", "--work", _GEN_SETS, "--sets", "home", "real",
                  "shifted"), 5,
-         "docs/benchmarks.md 'Test-time mirroring'; README (--tta 4.0-5.2x the time)",
+         "docs/benchmarks.md 'Test-time mirroring'; README (--tta 3.7-4.9x the time)",
          output=_out("tta"), requires=("demo",), needs_shared=True),
     Step("train_speed", ("benchmarks/train_speed.py",), 2,
          "docs/benchmarks.md 'Training loop vs bare model step'", output=_out("train_speed")),
