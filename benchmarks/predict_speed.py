@@ -95,6 +95,7 @@ def run_baseline(run_dir: str, image: str, label: str, out: str, device: str, pr
     import torch
     from monai.inferers import sliding_window_inference
 
+    from coroseg.data.levels import network_input
     from coroseg.data.preprocess import normalise, to_model_grid
     from coroseg.infer.stages import StageInfo, attention, locate, model_input
     from coroseg.io.volume import orient_lps, read_volume, resample_to_grid, write_volume
@@ -111,10 +112,7 @@ def run_baseline(run_dir: str, image: str, label: str, out: str, device: str, pr
     st["read"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     vol_lps = orient_lps(vol)
-    if cfg.intensity.get("reference"):  # as predict does: both networks see the referenced scan
-        from coroseg.data.levels import reference_volume
-
-        vol_lps = reference_volume(vol_lps)[0]
+    vol_lps = network_input(vol_lps, cfg.intensity)[0]  # as predict does, once for both networks
     grid = to_model_grid(vol_lps, cfg.spacing)
     x = normalise(grid.array, cfg.intensity)
     st["preprocess"] = time.perf_counter() - t0

@@ -156,8 +156,8 @@ def _referenced(image: Volume, case: Case, *, warn: bool = False) -> Volume:
     """``image`` on the fixed fat / blood-pool levels (:mod:`coroseg.data.levels`); as it is when they
     cannot be measured (said once per case, from the statistics pass, when ``warn``)."""
     out, levels = reference_volume(image)
-    if levels.problem and warn:
-        log.warning("%s: HU levels not referenced (%s); the scan is used as it is", case.case_id, levels.problem)
+    if levels.warning and warn:
+        log.warning("%s: %s", case.case_id, levels.warning)
     return out
 
 

@@ -70,8 +70,14 @@ class ScanLevels:
         out += np.float32(self.shift)
         return out
 
-    def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+    @property
+    def warning(self) -> str | None:
+        """The one-line warning for a scan left unreferenced, else None."""
+        return None if self.problem is None else f"HU levels not referenced ({self.problem}); the scan is used as it is"
+
+    def summary(self) -> dict:
+        """What ``summary.json`` records as ``hu_levels``."""
+        return {"fat": self.fat, "blood": self.blood, "gain": round(self.gain, 4), "shift": round(self.shift, 2)}
 
 
 def _block_mean(array: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
@@ -137,4 +143,12 @@ def reference_volume(vol: Volume) -> tuple[Volume, ScanLevels]:
     return vol.with_array(levels.apply(vol.array)), levels
 
 
-__all__ = ["FAT_HU", "BLOOD_HU", "ScanLevels", "measure_levels", "reference_volume"]
+def network_input(vol: Volume, intensity: dict) -> tuple[Volume, ScanLevels | None]:
+    """``vol`` as the networks of a run with this ``intensity`` setting see it: referenced
+    (:func:`reference_volume`) when ``intensity["reference"]``, else as it is (levels ``None``)."""
+    if not intensity.get("reference"):
+        return vol, None
+    return reference_volume(vol)
+
+
+__all__ = ["FAT_HU", "BLOOD_HU", "ScanLevels", "measure_levels", "reference_volume", "network_input"]

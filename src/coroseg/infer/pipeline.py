@@ -260,7 +260,7 @@ def _output_centerline(seg: Volume, info: StageInfo, max_vessel_fraction: float,
 
 def _predict_volume(run, vol: Volume, *, centerline, centerline_source, device, postprocess_options, iterate,
                     max_iterations, batch_size, extract_centerline, max_vessel_fraction, keep_prob) -> Prediction:
-    from coroseg.data.levels import reference_volume
+    from coroseg.data.levels import network_input
     from coroseg.data.preprocess import ModelGridPatches, normalise, to_model_grid
 
     t_start = time.perf_counter()
@@ -270,11 +270,10 @@ def _predict_volume(run, vol: Volume, *, centerline, centerline_source, device, 
     info = StageInfo()
     t0 = time.perf_counter()
     vol_lps = orient_lps(vol)
-    levels = None
-    if cfg.intensity.get("reference"):  # the networks see the scan on fixed fat / blood levels
-        vol_lps, levels = reference_volume(vol_lps)
-        if levels.problem:
-            info.warn(f"HU levels not referenced ({levels.problem}); the scan is used as it is")
+    # once for both networks (the locator is told: referenced=True in _prior_graph)
+    vol_lps, levels = network_input(vol_lps, cfg.intensity)
+    if levels is not None and levels.warning:
+        info.warn(levels.warning)
     t0 = info.tick("preprocess", t0)
 
     def whole_volume() -> tuple[Volume, np.ndarray]:
@@ -340,8 +339,7 @@ def _predict_volume(run, vol: Volume, *, centerline, centerline_source, device, 
             "model_grid_shape": list(grid.shape), "model_spacing": list(grid.spacing),
             "warnings": list(info.warnings)}
     if levels is not None:
-        meta["hu_levels"] = {"fat": levels.fat, "blood": levels.blood, "gain": round(levels.gain, 4),
-                             "shift": round(levels.shift, 2)}
+        meta["hu_levels"] = levels.summary()
     return Prediction(seg, prob_in, graph, timings, meta)
 
 

@@ -155,15 +155,15 @@ def locator_probability(vol_lps: Volume, locator: torch.nn.Module, loc_cfg: Loca
                         batch_size: int = 4, info: StageInfo | None = None, referenced: bool = False) -> Volume:
     """The locator's vessel probability on its own grid: HU-referenced when its config asks (and
     ``referenced`` is false, see :func:`locate`), resampled, normalised, slid (``tta``: mirrored)."""
-    from coroseg.data.levels import reference_volume
+    from coroseg.data.levels import network_input
     from coroseg.data.preprocess import normalise, to_model_grid
 
     info = info if info is not None else StageInfo()
     t0 = time.perf_counter()
-    if loc_cfg.intensity.get("reference") and not referenced:
-        vol_lps, levels = reference_volume(vol_lps)
-        if levels.problem:
-            info.warn(f"HU levels not referenced ({levels.problem}); the scan is used as it is")
+    if not referenced:
+        vol_lps, levels = network_input(vol_lps, loc_cfg.intensity)
+        if levels is not None and levels.warning:
+            info.warn(levels.warning)
     grid = to_model_grid(vol_lps, loc_cfg.spacing)
     norm = normalise(grid.array, loc_cfg.intensity)
     t0 = info.tick("locator_preprocess", t0)
