@@ -13,6 +13,7 @@ measured by ``benchmarks/generalisation.py --sets dev dev_real home`` into ``OUT
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import subprocess
 import sys
 import time
@@ -35,11 +36,15 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=JSON",
                     help="training option on top of the demo's (repeatable)")
+    ap.add_argument("--patch-budget", type=int, default=None, help="crop-model patches (default: the demo's)")
+    ap.add_argument("--locator-budget", type=int, default=None, help="locator patches (default: the demo's)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/gen/sets"), help="generalisation.py --work")
     ap.add_argument("--sets", nargs="+", default=["dev", "dev_real", "home"])
     args = ap.parse_args()
 
     plan = DemoPlan()
+    plan = dataclasses.replace(plan, patch_budget=args.patch_budget or plan.patch_budget,
+                               locator_budget=args.locator_budget or plan.locator_budget)
     opts = {**plan.options, **parse_overrides(args.overrides), "locator_budget": plan.locator_budget}
     for seed in args.seeds:
         run = args.out / f"seed{seed}"

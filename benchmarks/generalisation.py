@@ -179,6 +179,7 @@ def main() -> None:
     ap.add_argument("--override", action="append", help="KEY=JSON change of the run's config, e.g. "
                     "locator.threshold=0.3 (repeatable)")
     ap.add_argument("--max-iterations", type=int, default=None, help="crop iteration rounds (default: predict's)")
+    ap.add_argument("--refine", type=int, default=None, help="crop refinement rounds (default: predict's)")
     ap.add_argument("--postprocess", action="append", help="KEY=JSON field of PostprocessOptions, e.g. "
                     "reach_mm=40 (repeatable)")
     ap.add_argument("--device", default="cpu")
@@ -197,6 +198,8 @@ def main() -> None:
         raise SystemExit(f"{args.run}: a crop model is needed (found {run.config.model})")
     run.config = apply_overrides(run.config, args.override)
     kwargs = {} if args.max_iterations is None else {"max_iterations": args.max_iterations}
+    if args.refine is not None:
+        kwargs["refine"] = args.refine
     if args.postprocess:
         from coroseg.infer.postprocess import PostprocessOptions
 

@@ -33,7 +33,15 @@ import torch
 from coroseg.device import resolve_device
 from coroseg.errors import CorosegError, InputError
 from coroseg.infer.postprocess import PostprocessOptions, postprocess
-from coroseg.infer.stages import MAX_ITERATIONS, MAX_VESSEL_FRACTION, StageInfo, locate, run_crops, run_grid
+from coroseg.infer.stages import (
+    MAX_ITERATIONS,
+    MAX_VESSEL_FRACTION,
+    REFINE_ROUNDS,
+    StageInfo,
+    locate,
+    run_crops,
+    run_grid,
+)
 from coroseg.infer.windows import inference_precision
 from coroseg.io.centerline import CenterlineGraph
 from coroseg.io.volume import Volume, orient_lps, resample_to_grid, sub_grid
@@ -127,6 +135,7 @@ def predict_volume(
     postprocess_options: PostprocessOptions = PostprocessOptions(),
     iterate: bool = True,
     max_iterations: int = MAX_ITERATIONS,
+    refine: int = REFINE_ROUNDS,
     batch_size: int = 4,
     extract_centerline: bool = True,
     max_vessel_fraction: float = MAX_VESSEL_FRACTION,
@@ -150,6 +159,10 @@ def predict_volume(
     postprocess_options : PostprocessOptions
     iterate, max_iterations : bool, int
         Iterative crop addition (crop models).
+    refine : int
+        Crop models: rounds in which every crop runs again with the attention drawn from the
+        centerline of its own result (:func:`coroseg.infer.stages.run_crops`); only with the
+        automatic centerline (a given one is the prior the user asked for).
     batch_size : int
         Windows / crops per forward pass.
     extract_centerline : bool
@@ -179,7 +192,7 @@ def predict_volume(
     """
     kwargs = dict(centerline=centerline, centerline_source=centerline_source, device=device,
                   postprocess_options=postprocess_options, iterate=iterate, max_iterations=max_iterations,
-                  batch_size=batch_size, extract_centerline=extract_centerline,
+                  refine=refine, batch_size=batch_size, extract_centerline=extract_centerline,
                   max_vessel_fraction=max_vessel_fraction, keep_prob=keep_prob)
     with inference_precision(precision):
         return _predict_tta(run, vol, **kwargs) if tta else _predict_volume(run, vol, **kwargs)
@@ -258,8 +271,13 @@ def _output_centerline(seg: Volume, info: StageInfo, max_vessel_fraction: float,
     return graph
 
 
+def _is_auto(centerline) -> bool:
+    return not isinstance(centerline, CenterlineGraph) and str(centerline) == "auto"
+
+
 def _predict_volume(run, vol: Volume, *, centerline, centerline_source, device, postprocess_options, iterate,
-                    max_iterations, batch_size, extract_centerline, max_vessel_fraction, keep_prob) -> Prediction:
+                    max_iterations, refine, batch_size, extract_centerline, max_vessel_fraction,
+                    keep_prob) -> Prediction:
     from coroseg.data.levels import network_input
     from coroseg.data.preprocess import ModelGridPatches, normalise, to_model_grid
 
@@ -303,7 +321,8 @@ def _predict_volume(run, vol: Volume, *, centerline, centerline_source, device, 
             prob, _ = run_crops(patches, grid, prior, run.model, cfg, device=dev, batch_size=batch_size,
                                 iterate=iterate, max_iterations=max_iterations,
                                 threshold=postprocess_options.threshold, info=info,
-                                max_vessel_fraction=max_vessel_fraction, reach_mm=reach)
+                                max_vessel_fraction=max_vessel_fraction, reach_mm=reach,
+                                refine=refine if _is_auto(centerline) else 0)
     else:
         if isinstance(centerline, CenterlineGraph) or str(centerline) not in CENTERLINE_MODES:
             info.warn(f"{cfg.model} is a grid model: the given centerline is not used")

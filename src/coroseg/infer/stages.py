@@ -58,6 +58,9 @@ MAX_VESSEL_FRACTION = 0.1
 #: scan that is not a CTCA)
 MAX_ITERATIONS = 3
 MAX_CROPS = 400
+#: refinement rounds after tracking: every crop is run again with its attention drawn from the
+#: centerline of the stage-2 mask instead of the prior it started from
+REFINE_ROUNDS = 0
 #: ``locator.tta``: the locator's probability is averaged over the scan and these flipped copies
 LOCATOR_TTA_FLIPS = ((), (0,), (1,), (2,))
 @dataclass
@@ -350,7 +353,7 @@ def run_crops(norm, grid: Volume, graph: CenterlineGraph, model: torch.nn.Module
               device: torch.device, batch_size: int = 8, iterate: bool = True, max_iterations: int = MAX_ITERATIONS,
               threshold: float = 0.5, info: StageInfo | None = None,
               max_vessel_fraction: float = MAX_VESSEL_FRACTION, max_crops: int | None = None,
-              reach_mm: float | None = None) -> tuple[Volume | None, CenterlineGraph]:
+              reach_mm: float | None = None, refine: int = REFINE_ROUNDS) -> tuple[Volume | None, CenterlineGraph]:
     """Stage 2: crop model at crop centres of ``graph``; returns probability and final prior graph.
 
     Parameters
@@ -368,6 +371,12 @@ def run_crops(norm, grid: Volume, graph: CenterlineGraph, model: torch.nn.Module
         While iterating, pieces of the mask within this distance of its main trees count as
         tree too (:func:`coroseg.infer.postprocess.keep_main_components`), so a branch
         interrupted by a faint stretch is followed past the gap.
+    refine : int
+        Rounds of refinement after the tracking: the centerline is re-extracted from the
+        stage-2 mask and every crop so far is run again with the attention drawn from it
+        (the prior's false pieces that the crop model rejected drop out of the attention, and
+        the rest is centred on the vessels the crop model found); each round replaces the
+        previous probability.
 
     Returns
     -------
@@ -430,6 +439,19 @@ def run_crops(norm, grid: Volume, graph: CenterlineGraph, model: torch.nn.Module
         if len(points) == 0:
             break
         log.debug("iteration %d: %d centerline points at crop borders", it + 1, len(points))
+    if use_att:
+        for _ in range(max(0, int(refine))):
+            t0 = time.perf_counter()
+            refined = _stage2_centerline(acc, grid, config, threshold, reach_mm, max_vessel_fraction, info)
+            if refined is None:
+                break
+            current = refined
+            extra = crop_attention(current, grid, config)
+            t0 = info.tick("crop_refine_centerline", t0)
+            acc = predict_crops(source, all_starts, predictor, patch_size=config.patch_size, batch_size=batch_size,
+                                device=device, cval=pad, accumulator=CropAccumulator.empty(grid.shape),
+                                extra_channels=extra, extra_cval=0.0)
+            info.tick("crop_network", t0)
     info.n_crops = int(len(all_starts))
     box = acc.box()
     if box is None:
@@ -437,8 +459,28 @@ def run_crops(norm, grid: Volume, graph: CenterlineGraph, model: torch.nn.Module
     return sub_grid(grid, box).with_array(acc.probability(box), is_label=False), current
 
 
+def _stage2_centerline(acc: CropAccumulator, grid: Volume, config: RunConfig, threshold: float,
+                       reach_mm: float | None, max_vessel_fraction: float, info: StageInfo) -> CenterlineGraph | None:
+    """Centerline of the stage-2 mask's main trees (on the crops' box); ``None`` when there is none."""
+    from coroseg.prior.skeleton import centerline_from_mask
+
+    box = acc.box(crop_margin(config.patch_size) + 1)
+    if box is None:
+        return None
+    mask = keep_main_components(acc.probability(box) >= threshold, spacing=grid.spacing, reach_mm=reach_mm)
+    if not mask.any():
+        return None
+    if float(mask.sum()) / float(np.prod(grid.shape)) > max_vessel_fraction:
+        info.warn("stage-2 mask too large: not refining")
+        return None
+    tight = bounding_box(mask, pad=1)
+    graph = centerline_from_mask(sub_grid(sub_grid(grid, box), tight).with_array(mask[tight].astype(np.uint8),
+                                                                                 is_label=True))
+    return graph if len(graph) else None
+
+
 __all__ = ["run_grid", "locate", "locator_probability", "locator_mask", "run_crops", "centre_points", "crop_starts",
            "attention", "uncovered_points", "pad_value", "model_input", "crop_attention", "border_voxels",
            "crop_margin", "thin_points", "StageInfo", "MAX_VESSEL_FRACTION", "OVERLAP", "LOCATOR_KEEP_FRACTION",
            "LOCATOR_THRESHOLD", "LOCATOR_REACH_MM", "LOCATOR_TTA_FLIPS", "MAX_ITERATIONS", "MAX_CROPS",
-           "LOCATOR_LOW_THRESHOLD"]
+           "LOCATOR_LOW_THRESHOLD", "REFINE_ROUNDS"]

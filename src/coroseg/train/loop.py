@@ -91,7 +91,10 @@ def fit(phase: Phase, ctx: FitContext, state: TrainState) -> tuple[TrainState, s
     run = _set_up(phase, ctx, state)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
     cl_fn = SoftclDiceLoss(to_onehot_y=True, softmax=True, include_background=False) if opts.cldice else None
-    augment = build_augmentation(phase.cfg.dims, strength=opts.augment, prior=phase.attention is not None)
+    strength = opts.augment
+    if phase.name == "locator" and opts.locator_augment is not None:
+        strength = opts.locator_augment
+    augment = build_augmentation(phase.cfg.dims, strength=strength, prior=phase.attention is not None)
     workers = opts.num_workers
     if workers is None:
         workers = default_workers(info.device, info.world, os.cpu_count())

@@ -96,6 +96,9 @@ class TrainOptions:
     # patches for the locator; None: the same epochs / budget as the main model
     locator_budget: int | None = dataclasses.field(default=None, metadata=_range(1, 10_000_000, whole=True,
                                                                                    nullable=True))
+    # the locator's augmentation strength; None: ``augment`` (the locator alone must detect vessels
+    # on a scan unlike the training set, the crop model is guided by its attention channel)
+    locator_augment: float | None = dataclasses.field(default=None, metadata=_range(0, 10, nullable=True))
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
