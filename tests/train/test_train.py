@@ -270,3 +270,20 @@ def test_reference_levels_is_written_for_both_networks_and_applied_to_the_traini
     doubled = cache.case_statistics([case], seed=0, reference=True)[1]
     assert doubled["reference"] is True and "reference" not in plain
     assert doubled["std"] == pytest.approx(2.0 * plain["std"], rel=1e-3)
+
+
+def test_locator_augment_sets_only_the_locators_strength(tiny_data, tmp_path, monkeypatch):
+    import coroseg.train.loop as loop
+
+    seen = []
+    real = loop.build_augmentation
+
+    def record(dims, *, strength, prior):
+        seen.append((prior, strength))
+        return real(dims, strength=strength, prior=prior)
+
+    monkeypatch.setattr(loop, "build_augmentation", record)
+    train(tiny_data, tmp_path / "r", model="unet3d_crop", epochs=1, batch_size=2, device="cpu", patch_budget=4,
+          patch_size=[16, 16, 16], progress=False, augment=0.5, locator_augment=1.5, **TINY)
+    # the locator trains first and has no attention prior; the crop model keeps `augment`
+    assert seen == [(False, 1.5), (True, 0.5)]
