@@ -386,8 +386,6 @@ def run_crops(norm, grid: Volume, graph: CenterlineGraph, model: torch.nn.Module
     graph : CenterlineGraph
         The prior used last (the input graph, or the re-extracted one after iterating).
     """
-    from coroseg.prior.skeleton import centerline_from_mask
-
     info = info if info is not None else StageInfo()
     use_att = config.attention
     source = norm if hasattr(norm, "region") else ArrayPatches(norm)
@@ -415,23 +413,12 @@ def run_crops(norm, grid: Volume, graph: CenterlineGraph, model: torch.nn.Module
         info.iterations = it + 1
         if not iterate or it == max_iterations:
             break
-        # everything below runs on the crops' bounding box (grown by the margin + 1, so that
-        # its faces are either volume faces or at least a margin away from every vessel
-        # voxel): the same result as on the whole grid at a fraction of the cost
+        stage2 = _stage2_tree(acc, grid, config, threshold, reach_mm, max_vessel_fraction, info, "not iterating")
+        if stage2 is None:
+            break
+        box, mask, covered_box, current = stage2
         margin = crop_margin(config.patch_size)
-        box = acc.box(margin + 1)
-        prob_box, covered_box = acc.blend(box)
-        mask = keep_main_components(prob_box >= threshold, spacing=grid.spacing, reach_mm=reach_mm)
-        if not mask.any():
-            break
-        frac = float(mask.sum()) / float(np.prod(grid.shape))
-        if frac > max_vessel_fraction:
-            info.warn(f"stage-2 mask covers {100 * frac:.1f} % of the volume: not iterating")
-            break
         lo = np.array([b.start for b in box])
-        tight = bounding_box(mask, pad=1)  # skeletonise only around the vessels, not the whole box
-        current = centerline_from_mask(sub_grid(sub_grid(grid, box), tight).with_array(
-            mask[tight].astype(np.uint8), is_label=True))
         points = thin_points(np.concatenate([
             uncovered_points(centre_points(current, grid), all_starts, grid.shape, config.patch_size),
             border_voxels(mask, covered_box, margin) + lo]), margin)
@@ -442,10 +429,10 @@ def run_crops(norm, grid: Volume, graph: CenterlineGraph, model: torch.nn.Module
     if use_att:
         for _ in range(max(0, int(refine))):
             t0 = time.perf_counter()
-            refined = _stage2_centerline(acc, grid, config, threshold, reach_mm, max_vessel_fraction, info)
-            if refined is None:
+            stage2 = _stage2_tree(acc, grid, config, threshold, reach_mm, max_vessel_fraction, info, "not refining")
+            if stage2 is None or len(stage2[3]) == 0:
                 break
-            current = refined
+            current = stage2[3]
             extra = crop_attention(current, grid, config)
             t0 = info.tick("crop_refine_centerline", t0)
             acc = predict_crops(source, all_starts, predictor, patch_size=config.patch_size, batch_size=batch_size,
@@ -459,24 +446,33 @@ def run_crops(norm, grid: Volume, graph: CenterlineGraph, model: torch.nn.Module
     return sub_grid(grid, box).with_array(acc.probability(box), is_label=False), current
 
 
-def _stage2_centerline(acc: CropAccumulator, grid: Volume, config: RunConfig, threshold: float,
-                       reach_mm: float | None, max_vessel_fraction: float, info: StageInfo) -> CenterlineGraph | None:
-    """Centerline of the stage-2 mask's main trees (on the crops' box); ``None`` when there is none."""
+def _stage2_tree(acc: CropAccumulator, grid: Volume, config: RunConfig, threshold: float, reach_mm: float | None,
+                 max_vessel_fraction: float, info: StageInfo, on_too_large: str):
+    """The stage-2 mask's main trees and their centerline, on the crops' bounding box.
+
+    Returns ``(box, mask, covered, graph)`` (``mask`` and ``covered`` over ``box``), or ``None``
+    when the mask is empty or covers more than ``max_vessel_fraction`` of the volume (warned,
+    ending with ``on_too_large``). The box is grown by the crop margin + 1, so its faces are
+    either volume faces or at least a margin away from every vessel voxel: the same result as
+    on the whole grid at a fraction of the cost.
+    """
     from coroseg.prior.skeleton import centerline_from_mask
 
     box = acc.box(crop_margin(config.patch_size) + 1)
     if box is None:
         return None
-    mask = keep_main_components(acc.probability(box) >= threshold, spacing=grid.spacing, reach_mm=reach_mm)
+    prob_box, covered_box = acc.blend(box)
+    mask = keep_main_components(prob_box >= threshold, spacing=grid.spacing, reach_mm=reach_mm)
     if not mask.any():
         return None
-    if float(mask.sum()) / float(np.prod(grid.shape)) > max_vessel_fraction:
-        info.warn("stage-2 mask too large: not refining")
+    frac = float(mask.sum()) / float(np.prod(grid.shape))
+    if frac > max_vessel_fraction:
+        info.warn(f"stage-2 mask covers {100 * frac:.1f} % of the volume: {on_too_large}")
         return None
-    tight = bounding_box(mask, pad=1)
-    graph = centerline_from_mask(sub_grid(sub_grid(grid, box), tight).with_array(mask[tight].astype(np.uint8),
-                                                                                 is_label=True))
-    return graph if len(graph) else None
+    tight = bounding_box(mask, pad=1)  # skeletonise only around the vessels, not the whole box
+    graph = centerline_from_mask(sub_grid(sub_grid(grid, box), tight).with_array(
+        mask[tight].astype(np.uint8), is_label=True))
+    return box, mask, covered_box, graph
 
 
 __all__ = ["run_grid", "locate", "locator_probability", "locator_mask", "run_crops", "centre_points", "crop_starts",
