@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -287,3 +288,24 @@ def test_locator_augment_sets_only_the_locators_strength(tiny_data, tmp_path, mo
           patch_size=[16, 16, 16], progress=False, augment=0.5, locator_augment=1.5, **TINY)
     # the locator trains first and has no attention prior; the crop model keeps `augment`
     assert seen == [(False, 1.5), (True, 0.5)]
+
+
+def test_locator_cldice_weights_only_the_locators_loss(tiny_data, tmp_path, monkeypatch):
+    import coroseg.train.loop as loop
+
+    seen = []
+    real = loop.forward_loss
+
+    def record(model, x, y, loss_fn, cl_fn=None, cldice_weight=0.0, **kw):
+        step = (cl_fn is not None, cldice_weight)
+        if not seen or seen[-1] != step:
+            seen.append(step)
+        return real(model, x, y, loss_fn, cl_fn, cldice_weight, **kw)
+
+    monkeypatch.setattr(loop, "forward_loss", record)
+    train(tiny_data, tmp_path / "r", model="unet3d_crop", epochs=1, batch_size=2, device="cpu", patch_budget=4,
+          patch_size=[16, 16, 16], progress=False, locator_cldice=0.5, **TINY)
+    # the locator trains first with the clDice term; the crop model keeps `cldice` (0: off)
+    assert seen == [(True, 0.5), (False, 0.0)]
+    loss = json.loads((tmp_path / "r" / "config.json").read_text())["train"]["loss"]
+    assert loss == "DiceCE (locator: +0.5*clDice)"

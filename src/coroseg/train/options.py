@@ -99,6 +99,9 @@ class TrainOptions:
     # the locator's augmentation strength; None: ``augment`` (the locator alone must detect vessels
     # on a scan unlike the training set, the crop model is guided by its attention channel)
     locator_augment: float | None = dataclasses.field(default=None, metadata=_range(0, 10, nullable=True))
+    # the locator's soft clDice weight; None: ``cldice`` (a topology term against the locator's mask
+    # breaking into pieces along thin segments, which the size rule then drops)
+    locator_cldice: float | None = dataclasses.field(default=None, metadata=_range(0, 100, nullable=True))
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
