@@ -17,53 +17,15 @@ import SimpleITK as sitk
 from coroseg.io.volume import Volume
 
 
-#: images are low-pass filtered before they are resampled to a coarser spacing (:func:`antialias`)
-ANTIALIAS = True
-
-
-def antialias_sigma_mm(src: Sequence[float], dst: Sequence[float]) -> tuple[float, ...]:
-    """Gaussian pre-filter (std, mm, per array axis) for resampling from spacing ``src`` to ``dst``:
-    ``(dst - src) / 2`` where the grid gets coarser, 0 elsewhere (scikit-image's ``resize`` rule,
-    ``(factor - 1) / 2`` input voxels)."""
-    return tuple(max(0.0, (float(d) - float(s)) / 2.0) for s, d in zip(src, dst))
-
-
-def antialias(vol: Volume, spacing: Sequence[float]) -> Volume:
-    """``vol`` low-pass filtered for resampling to ``spacing`` (array order, mm); itself when no axis
-    gets coarser, or for labels.
-
-    Linear interpolation onto a coarser grid reads 2 samples per axis and drops the rest: a scan's
-    noise mostly passes (white noise at 0.33 x 0.33 x 0.5 mm keeps 0.55 of its std on a 0.8 mm grid,
-    0.29 with this filter: tests/io/test_resample_antialias.py), so a fine-voxel scan reaches the
-    networks noisier than the same dose at their spacing. Integer images stay integer (whole HU)."""
-    from scipy import ndimage
-
-    if vol.is_label:
-        return vol
-    sigma = [m / float(s) for m, s in zip(antialias_sigma_mm(vol.spacing, spacing), vol.spacing)]
-    if max(sigma) < 0.05:
-        return vol
-    src = np.asarray(vol.array)
-    out = ndimage.gaussian_filter(src.astype(np.float32, copy=False), sigma, mode="nearest", truncate=3.0)
-    if src.dtype.kind in "iu":
-        out = np.rint(out, out=out).astype(src.dtype)
-    return vol.with_array(out)
-
-
-def resample(vol: Volume, spacing: tuple[float, float, float], *, order: int | None = None,
-             antialiased: bool | None = None) -> Volume:
+def resample(vol: Volume, spacing: tuple[float, float, float], *, order: int | None = None) -> Volume:
     """Resample to ``spacing`` (array order, mm), same physical extent, same direction.
 
     ``order`` 0 = nearest (default for labels), 1 = linear (default for images), 3 = B-spline.
-    Images are low-pass filtered first on the axes that get coarser (:func:`antialias`;
-    ``antialiased`` None: :data:`ANTIALIAS`).
     """
     spacing = tuple(float(s) for s in spacing)
     if np.allclose(spacing, vol.spacing, rtol=1e-4):
         return vol
     ref = resampled_grid(vol, spacing)
-    if (ANTIALIAS if antialiased is None else antialiased) and order != 0:
-        vol = antialias(vol, spacing)
     return resample_to_grid(vol, ref, order=order)
 
 
@@ -130,10 +92,8 @@ class RegionResampler:
     SimpleITK once; integer HU stays integer there (half the memory of float32).
     """
 
-    def __init__(self, vol: Volume, grid: Volume, *, antialiased: bool | None = None):
+    def __init__(self, vol: Volume, grid: Volume):
         self.grid = grid
-        if ANTIALIAS if antialiased is None else antialiased:
-            vol = antialias(vol, grid.spacing)  # as resample() does: the same grid, the same values
         self._src = vol.to_sitk()
         self._default = float(np.min(vol.array)) if vol.array.size else 0.0
 
@@ -151,4 +111,4 @@ class RegionResampler:
         return Volume.from_sitk(rs.Execute(self._src)).array
 
 
-__all__ = ["ANTIALIAS", "antialias", "antialias_sigma_mm", "resample", "resampled_grid", "resample_to_grid", "sub_grid", "orient_lps", "RegionResampler"]
+__all__ = ["resample", "resampled_grid", "resample_to_grid", "sub_grid", "orient_lps", "RegionResampler"]
