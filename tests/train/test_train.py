@@ -308,4 +308,4 @@ def test_locator_cldice_weights_only_the_locators_loss(tiny_data, tmp_path, monk
     # the locator trains first with the clDice term; the crop model keeps `cldice` (0: off)
     assert seen == [(True, 0.5), (False, 0.0)]
     loss = json.loads((tmp_path / "r" / "config.json").read_text())["train"]["loss"]
-    assert loss == "DiceCE (locator: +0.5*clDice)"
+    assert loss == "DiceCE (locator: DiceCE+0.5*clDice)"

@@ -117,9 +117,12 @@ def make_config(spec: dict, spacing, intensity: dict, data_dir: Path, layout: st
 def train_record(*, epochs: int, batch_size: int, lr: float, patch_budget: int | None, world: int, device: str,
                  opts: TrainOptions, has_locator: bool, init: dict | None = None) -> dict:
     """``config.json``'s ``train`` block: how the run was trained (``--resume`` reads it back)."""
-    loss = "DiceCE" + (f"+{opts.cldice}*clDice" if opts.cldice else "")
+    def term(weight: float) -> str:
+        return "DiceCE" + (f"+{weight}*clDice" if weight else "")
+
+    loss = term(opts.cldice)
     if opts.locator_cldice not in (None, opts.cldice):
-        loss += f" (locator: +{opts.locator_cldice}*clDice)"
+        loss += f" (locator: {term(opts.locator_cldice)})"
     record = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "patch_budget": patch_budget,
               "world_size": world, "device": device, "loss": loss,
               "optimizer": "AdamW", "schedule": "warmup+cosine", "options": opts.to_dict(),
