@@ -91,7 +91,7 @@ def fit(phase: Phase, ctx: FitContext, state: TrainState) -> tuple[TrainState, s
     run = _set_up(phase, ctx, state)
     loss_fn = DiceCELoss(to_onehot_y=True, softmax=True, include_background=False, batch=True)
     cl_fn = (SoftclDiceLoss(to_onehot_y=True, softmax=True, include_background=False)
-             if cldice_weight(phase.name, opts) else None)
+             if phase_cldice_weight(phase.name, opts) else None)
     strength = opts.augment
     if phase.name == "locator" and opts.locator_augment is not None:
         strength = opts.locator_augment
@@ -204,7 +204,8 @@ def _train_epoch(phase: Phase, ctx: FitContext, state: TrainState, run: _Fitting
         for batch in loader:
             x = batch["image"].to(dev, non_blocking=True).contiguous(memory_format=run.memory_format)
             y = batch["label"].to(dev, non_blocking=True)
-            loss = forward_loss(run.model, x, y, loss_fn, cl_fn, cldice_weight(phase.name, ctx.opts), dtype=run.dtype)
+            loss = forward_loss(run.model, x, y, loss_fn, cl_fn, phase_cldice_weight(phase.name, ctx.opts),
+                                dtype=run.dtype)
             val = float(loss.detach())
             bad_loss, stop = D.all_sum(info, [0.0 if math.isfinite(val) else 1.0, 1.0 if ctx.interrupted[0] else 0.0])
             if bad_loss:
@@ -275,7 +276,7 @@ def _save(phase: Phase, ctx: FitContext, state: TrainState, run: _Fitting, losse
     state.save(ctx.run_dir / "optimizer.pt")
 
 
-def cldice_weight(phase_name: str, opts) -> float:
+def phase_cldice_weight(phase_name: str, opts) -> float:
     """The soft clDice weight of a phase: ``locator_cldice`` for the locator when set, else ``cldice``."""
     if phase_name == "locator" and opts.locator_cldice is not None:
         return float(opts.locator_cldice)
