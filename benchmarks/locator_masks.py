@@ -11,7 +11,9 @@ share** (fraction of selected voxels more than 2 voxels from the reference lumen
 Rules: ``raw`` (probability >= 0.5, every piece), ``size`` (the shipped size rule: the two
 largest trees and pieces >= 30 % of the largest), ``reach10`` (the largest tree and pieces within
 10 mm of it, chained), ``hyst<t>`` (the size rule's trees grown into every connected region of
-probability >= t: :func:`coroseg.infer.postprocess.grow_into`). ``pieces``: connected components
+probability >= t: :func:`coroseg.infer.postprocess.grow_into`), ``bridge<g>`` (``hyst0.02`` plus the
+pieces that continue one of its ends across a gap of up to g mm: :func:`coroseg.infer.bridging.bridge_pieces`,
+config ``locator.bridge_mm``). ``pieces``: connected components
 (26-connected) of the raw mask.
 """
 
@@ -39,6 +41,7 @@ def main() -> None:
     from coroseg.data.cache import load_centerline
     from coroseg.data.layouts import load_dataset
     from coroseg.data.preprocess import to_model_grid
+    from coroseg.infer.bridging import bridge_pieces
     from coroseg.infer.pipeline import load, orient_lps, resolve_device
     from coroseg.infer.postprocess import grow_into, keep_main_components
     from coroseg.infer.stages import locate
@@ -48,15 +51,25 @@ def main() -> None:
     run = load(args.run, dev)
     loc_cfg = dataclasses.replace(run.config.locator, low_threshold=None)
 
-    def size_rule(p, sp):
-        return keep_main_components(p >= 0.5, spacing=sp, keep_fraction=0.3)
+    def size_rule(prob):
+        return keep_main_components(prob.array >= 0.5, spacing=prob.spacing, keep_fraction=0.3)
+
+    def hysteresis(prob, low=0.02):
+        return grow_into(size_rule(prob), prob.array >= low)
+
+    def bridged(prob, gap_mm):
+        pieces = grow_into(prob.array >= 0.5, prob.array >= 0.02)
+        return bridge_pieces(hysteresis(prob), pieces, prob, gap_mm=gap_mm)
 
     rules = {
-        "raw": lambda p, sp: p >= 0.5,  # noqa: ARG005 - every rule is called as rule(prob, spacing)
+        "raw": lambda prob: prob.array >= 0.5,
         "size": size_rule,
-        "reach10": lambda p, sp: keep_main_components(p >= 0.5, spacing=sp, reach_mm=10, min_piece_mm3=1),
-        "hyst0.15": lambda p, sp: grow_into(size_rule(p, sp), p >= 0.15),
-        "hyst0.02": lambda p, sp: grow_into(size_rule(p, sp), p >= 0.02),
+        "reach10": lambda prob: keep_main_components(prob.array >= 0.5, spacing=prob.spacing, reach_mm=10,
+                                                     min_piece_mm3=1),
+        "hyst0.15": lambda prob: hysteresis(prob, 0.15),
+        "hyst0.02": hysteresis,
+        "bridge10": lambda prob: bridged(prob, 10.0),
+        "bridge20": lambda prob: bridged(prob, 20.0),
     }
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, torch {torch.__version__}; run {args.run}")
     total = {k: [] for k in rules}
@@ -77,7 +90,7 @@ def main() -> None:
             pieces = int(cc3d.connected_components(prob.array >= 0.5, connectivity=26, return_N=True)[1])
             cells = [f"pieces {pieces}"]
             for rule, select in rules.items():
-                m = select(prob.array, prob.spacing)
+                m = select(prob)
                 grown = ndimage.maximum_filter(m, 3)
                 hit = np.zeros(len(pts), bool)
                 hit[ok] = grown[tuple(idx[ok].T)]

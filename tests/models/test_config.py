@@ -44,8 +44,8 @@ def test_schema1_config_migrates_to_the_values_it_was_used_with(tmp_path):
     # the locator rules schema-1 code read as defaults are now written out, unchanged
     loc = cfg.locator
     assert isinstance(loc, LocatorConfig)
-    assert (loc.label, loc.threshold, loc.keep_fraction, loc.reach_mm, loc.low_threshold, loc.tta) == \
-        ("coverage", 0.5, 0.3, None, 0.02, False)
+    assert (loc.label, loc.threshold, loc.keep_fraction, loc.reach_mm, loc.low_threshold, loc.tta, loc.bridge_mm) == \
+        ("coverage", 0.5, 0.3, None, 0.02, False, None)
     # what no trainer set a value of is gone: the options that did nothing
     d = cfg.to_dict()
     assert "val_overlap" not in d and "val_overlap" not in d["train"]["options"]
@@ -89,6 +89,7 @@ def test_schema1_run_folder_loads_and_predicts(tmp_path):
     (lambda c: c["crop"].update(method_name="kmeans"), r"crop: unknown key 'method_name'"),
     (lambda c: c["locator"].update(tresh=0.4), r"locator: unknown key 'tresh'"),
     (lambda c: c["locator"].update(low_threshold="x"), r"locator.low_threshold='x': expected a number from 0 to 1"),
+    (lambda c: c["locator"].update(bridge_mm=-1), r"locator.bridge_mm=-1: expected a number from 0 to 100, or null"),
     (lambda c: c["locator"]["network"].update(in_channels=2), r"locator.network: expected a 3D network with 1 input"),
     (lambda c: c.update(status=3), r"status=3: expected a string"),
     (lambda c: c["intensity"].update(reference="yes"), r"intensity: reference='yes': expected true or false"),

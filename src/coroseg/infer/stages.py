@@ -192,6 +192,13 @@ def locator_mask(prob: Volume, loc_cfg: LocatorConfig) -> np.ndarray:
                                 keep_fraction=loc_cfg.keep_fraction, reach_mm=loc_cfg.reach_mm)
     if loc_cfg.low_threshold is not None and mask.any():
         mask = grow_into(mask, prob.array >= loc_cfg.low_threshold)
+    if loc_cfg.bridge_mm is not None and mask.any():
+        from coroseg.infer.bridging import bridge_pieces
+
+        pieces = prob.array >= loc_cfg.threshold
+        if loc_cfg.low_threshold is not None:
+            pieces = grow_into(pieces, prob.array >= loc_cfg.low_threshold)
+        mask = bridge_pieces(mask, pieces, prob, gap_mm=loc_cfg.bridge_mm)
     return mask
 
 

@@ -94,6 +94,7 @@ class LocatorConfig:
     low_threshold: float | None = LOCATOR_LOW_THRESHOLD
     keep_fraction: float = LOCATOR_KEEP_FRACTION
     reach_mm: float | None = LOCATOR_REACH_MM
+    bridge_mm: float | None = None       # join pieces continuing a tree end across this gap (infer.bridging)
     tta: bool = False                    # average over mirrored copies of the scan
     dims = 3                             # not a field: the locator is always 3D
 
@@ -138,7 +139,7 @@ class RunConfig:
                 spacing=_floats(loc["spacing"]), patch_size=_ints(loc["patch_size"]),
                 network=_network(loc["network"]), intensity=_intensity(loc["intensity"]),
                 **{k: loc[k] for k in ("weights", "label", "threshold", "low_threshold", "keep_fraction",
-                                       "reach_mm", "tta") if k in loc}),
+                                       "reach_mm", "bridge_mm", "tta") if k in loc}),
             attention_cfg=AttentionSettings(**cfg.get("attention_cfg", {})),
             crop=CropSettings(**cfg.get("crop", {})),
             seed=int(cfg.get("seed", 0)), status=cfg.get("status", "complete"),
@@ -329,7 +330,8 @@ def _locator_problem(loc) -> str | None:
     if not (isinstance(w, str) and w and Path(w).name == w and w.endswith(".safetensors")):
         return f"locator.weights={w!r:.60}: expected a .safetensors file name inside the run folder"
     for key, lo, hi, nullable in (("threshold", 0, 1, False), ("keep_fraction", 0, 1, False),
-                                  ("low_threshold", 0, 1, True), ("reach_mm", 0, 1e4, True)):
+                                  ("low_threshold", 0, 1, True), ("reach_mm", 0, 1e4, True),
+                                  ("bridge_mm", 0, 100, True)):
         v = loc.get(key)
         if key in loc and not ((v is None and nullable) or _number(v, lo, hi)):
             return f"locator.{key}={v!r:.60}: expected a number from {lo:g} to {hi:g}" + (", or null" if nullable
