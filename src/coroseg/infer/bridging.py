@@ -89,21 +89,27 @@ def bridge_pieces(tree: np.ndarray, candidates: np.ndarray, grid: Volume, *, gap
     import cc3d
     from scipy.spatial import cKDTree
 
+    from coroseg.infer.postprocess import grow_into
     from coroseg.prior.skeleton import centerline_from_mask
 
     out = np.asarray(tree, bool).copy()
     if not out.any():
         return out
-    labels = cc3d.connected_components(np.asarray(candidates, bool) & ~out, connectivity=26)
-    touching = set(np.unique(labels[_dilate(out) & (labels > 0)]).tolist())
+    # pieces already touching the trees (26-connected) belong to them: only the others are candidates
+    free = np.asarray(candidates, bool) & ~grow_into(out, candidates)
+    labels = cc3d.connected_components(free, connectivity=26)
     counts = np.bincount(labels.ravel())
-    ids = [i for i in range(1, len(counts)) if counts[i] >= min_piece_voxels and i not in touching]
+    ids = [i for i in range(1, len(counts)) if counts[i] >= min_piece_voxels]
     if not ids:
         return out
     idx = np.argwhere(np.isin(labels, ids))
     lab = labels[tuple(idx.T)]
     world = grid.index_to_world(idx.astype(float))
-    centres = {i: world[lab == i].mean(axis=0) for i in ids}
+    # each piece's voxels (mm) once, grouped by label: the rules below look at whole pieces
+    order = np.argsort(lab, kind="stable")
+    bounds = np.searchsorted(lab[order], np.append(ids, ids[-1] + 1))
+    voxels = {i: world[order[a:b]] for i, a, b in zip(ids, bounds[:-1], bounds[1:])}
+    centres = {i: v.mean(axis=0) for i, v in voxels.items()}
     kd = cKDTree(world)
     cos_near, cos_centre = np.cos(np.radians(max_angle_deg)), np.cos(np.radians(CENTRE_ANGLE_DEG))
     joined: set[int] = set()
@@ -120,7 +126,7 @@ def bridge_pieces(tree: np.ndarray, candidates: np.ndarray, grid: Volume, *, gap
             ahead = (v @ d) >= cos_near * np.maximum(dist, 1e-6)
             for i in set(lab[np.asarray(near)[ahead]].tolist()) - joined - found:
                 c = centres[i] - e
-                if c @ d >= cos_centre * max(float(np.linalg.norm(c)), 1e-6) and _runs_along(world[lab == i], e, d):
+                if c @ d >= cos_centre * max(float(np.linalg.norm(c)), 1e-6) and _runs_along(voxels[i], e, d):
                     found.add(i)
         if not found:
             break
@@ -143,12 +149,6 @@ def _runs_along(piece: np.ndarray, end: np.ndarray, direction: np.ndarray) -> bo
     if evals[-1] < 2.0 * max(evals[-2], 1e-9):  # a blob, not a tube: no axis to compare
         return False
     return abs(float(evecs[:, -1] @ direction)) >= np.cos(np.radians(AXIS_ANGLE_DEG))
-
-
-def _dilate(mask: np.ndarray) -> np.ndarray:
-    from scipy import ndimage
-
-    return ndimage.binary_dilation(mask, structure=np.ones((3, 3, 3), bool))
 
 
 __all__ = ["bridge_pieces", "end_directions"]
